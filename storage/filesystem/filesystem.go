@@ -1,0 +1,469 @@
+// Package filesystem is the storage.Driver for a local directory tree.
+//
+// The storage path "/a/b" is the file root/a/b. Every access goes through an
+// os.Root opened on the root directory, so neither ".." nor symbolic links
+// (absolute ones, or relative ones leading outside) can reach a file outside
+// the root.
+//
+// New files are written to a temporary file in the target's directory, named
+// with tempPrefix (".tmp~" followed by random hex); Commit fsyncs it and
+// renames it into place, so readers see either the old or the new content.
+// Since "~" is not allowed in storage paths, no valid path can name a
+// temporary file, and List (hence storage.Walk) never returns one, including
+// those left behind by a crash. Directories are created on demand and are
+// left in place when their last file is deleted, as distribution's filesystem
+// driver does.
+package filesystem
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"slices"
+	"syscall"
+
+	"github.com/berth-registry/berth/storage"
+)
+
+// DriverName is the name the driver reports and the config key it is
+// configured under (storage.filesystem).
+const DriverName = "filesystem"
+
+// tempPrefix starts the name of every temporary file. The "~" makes it an
+// invalid storage path component.
+const tempPrefix = ".tmp~"
+
+const (
+	dirPerm  = 0o755
+	filePerm = 0o644
+)
+
+// Driver stores files below a root directory. It is safe for concurrent use.
+type Driver struct {
+	dir  string
+	root *os.Root
+}
+
+var (
+	_ storage.Driver        = (*Driver)(nil)
+	_ storage.ContentPutter = (*Driver)(nil)
+	_ storage.FileWriter    = (*fileWriter)(nil)
+	_ io.ReaderFrom         = (*fileWriter)(nil)
+)
+
+// New returns a driver storing files below the directory root, which is
+// created (with its parents) when missing.
+func New(root string) (*Driver, error) {
+	if root == "" {
+		return nil, errors.New("filesystem: empty root directory")
+	}
+	if err := os.MkdirAll(root, dirPerm); err != nil {
+		return nil, fmt.Errorf("filesystem: create root: %w", err)
+	}
+	r, err := os.OpenRoot(root)
+	if err != nil {
+		return nil, fmt.Errorf("filesystem: open root: %w", err)
+	}
+	return &Driver{dir: root, root: r}, nil
+}
+
+// Name returns "filesystem".
+func (d *Driver) Name() string { return DriverName }
+
+// RootDirectory returns the directory the driver was created with.
+func (d *Driver) RootDirectory() string { return d.dir }
+
+// Close releases the handle on the root directory. The driver must not be
+// used afterwards.
+func (d *Driver) Close() error { return d.root.Close() }
+
+// rel checks p and turns it into a name relative to the root.
+func rel(p string) (string, error) {
+	if err := storage.CheckPath(p); err != nil {
+		return "", err
+	}
+	if p == "/" {
+		return ".", nil
+	}
+	return p[1:], nil
+}
+
+// relFile is rel for operations that need a file, not the root directory.
+func relFile(p string) (string, error) {
+	name, err := rel(p)
+	if err != nil {
+		return "", err
+	}
+	if name == "." {
+		return "", fmt.Errorf("%w: %q is the root directory", storage.ErrInvalidPath, p)
+	}
+	return name, nil
+}
+
+// isNotFound reports whether err means that a path, or a directory on the
+// way to it, does not exist.
+func isNotFound(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR)
+}
+
+// notFound maps "does not exist" errors to storage.ErrNotFound and passes
+// others through.
+func notFound(err error, p string) error {
+	if isNotFound(err) {
+		return fmt.Errorf("%w: %s", storage.ErrNotFound, p)
+	}
+	return err
+}
+
+// Reader returns the *os.File itself, positioned at offset, so that callers
+// can use it as an io.ReadSeeker and net/http can sendfile from it.
+func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadCloser, error) {
+	name, err := rel(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return nil, notFound(err, p)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, storage.NotFound(p)
+	}
+	if offset < 0 || offset > fi.Size() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %d (size %d): %s", storage.ErrInvalidOffset, offset, fi.Size(), p)
+	}
+	if offset > 0 {
+		if _, err := f.Seek(offset, io.SeekStart); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// Writer returns a writer for p; see storage.Driver and the package comment.
+func (d *Driver) Writer(ctx context.Context, p string, append bool) (storage.FileWriter, error) {
+	name, err := relFile(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if append {
+		f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			if isNotFound(err) || errors.Is(err, syscall.EISDIR) {
+				return nil, storage.NotFound(p)
+			}
+			return nil, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if !fi.Mode().IsRegular() {
+			f.Close()
+			return nil, storage.NotFound(p)
+		}
+		return &fileWriter{d: d, path: p, f: f, append: true, start: fi.Size(), size: fi.Size()}, nil
+	}
+	f, tmp, err := d.createTemp(name)
+	if err != nil {
+		return nil, err
+	}
+	return &fileWriter{d: d, path: p, name: name, f: f, tmp: tmp}, nil
+}
+
+// createTemp creates the parent directories of name and a new temporary file
+// next to it.
+func (d *Driver) createTemp(name string) (*os.File, string, error) {
+	dir := path.Dir(name)
+	if err := d.root.MkdirAll(dir, dirPerm); err != nil {
+		return nil, "", err
+	}
+	var rnd [12]byte
+	for range 3 {
+		_, _ = rand.Read(rnd[:])
+		tmp := path.Join(dir, tempPrefix+hex.EncodeToString(rnd[:]))
+		f, err := d.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, filePerm)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		return f, tmp, nil
+	}
+	return nil, "", fmt.Errorf("filesystem: cannot create a temporary file in %s", dir)
+}
+
+// publish fsyncs and closes the temporary file f and renames it to name. On
+// failure the temporary file is removed.
+func (d *Driver) publish(f *os.File, tmp, name string) error {
+	err := f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = d.root.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = d.root.Remove(tmp)
+	}
+	return err
+}
+
+// PutContent stores content at p atomically: temporary file, fsync, rename.
+func (d *Driver) PutContent(ctx context.Context, p string, content []byte) error {
+	name, err := relFile(p)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f, tmp, err := d.createTemp(name)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		_ = d.root.Remove(tmp)
+		return err
+	}
+	return d.publish(f, tmp, name)
+}
+
+// Stat describes p. Directories have IsDir set and Size 0.
+func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
+	name, err := rel(p)
+	if err != nil {
+		return storage.FileInfo{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return storage.FileInfo{}, err
+	}
+	fi, err := d.root.Stat(name)
+	if err != nil {
+		return storage.FileInfo{}, notFound(err, p)
+	}
+	info := storage.FileInfo{Path: p, ModTime: fi.ModTime(), IsDir: fi.IsDir()}
+	if !info.IsDir {
+		info.Size = fi.Size()
+	}
+	return info, nil
+}
+
+// List returns the full paths of the entries of directory p, sorted. Entries
+// whose names are not valid storage path components, temporary files among
+// them, are left out. A missing directory or a file is ErrNotFound.
+func (d *Driver) List(ctx context.Context, p string) ([]string, error) {
+	name, err := rel(p)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	f, err := d.root.Open(name)
+	if err != nil {
+		return nil, notFound(err, p)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, storage.NotFound(p)
+	}
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, err
+	}
+	prefix := p + "/"
+	if p == "/" {
+		prefix = "/"
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		c := prefix + n
+		if storage.CheckPath(c) != nil {
+			continue // a temporary file or a name we never write
+		}
+		out = append(out, c)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// Move renames src to dst, creating dst's parent directories; an existing
+// dst file is replaced atomically.
+func (d *Driver) Move(ctx context.Context, src, dst string) error {
+	from, err := relFile(src)
+	if err != nil {
+		return err
+	}
+	to, err := relFile(dst)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := d.root.Lstat(from); err != nil {
+		return notFound(err, src)
+	}
+	if err := d.root.MkdirAll(path.Dir(to), dirPerm); err != nil {
+		return err
+	}
+	if err := d.root.Rename(from, to); err != nil {
+		if isNotFound(err) {
+			// src vanished, or dst's directory was removed concurrently.
+			if _, serr := d.root.Lstat(from); isNotFound(serr) {
+				return storage.NotFound(src)
+			}
+		}
+		return err
+	}
+	return nil
+}
+
+// Delete removes the file or directory tree at p. Parent directories are
+// left in place even when they become empty.
+func (d *Driver) Delete(ctx context.Context, p string) error {
+	name, err := relFile(p)
+	if err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if _, err := d.root.Lstat(name); err != nil {
+		return notFound(err, p)
+	}
+	return d.root.RemoveAll(name)
+}
+
+// fileWriter writes straight to an *os.File: the temporary file of a new
+// file, or the file itself opened O_APPEND.
+type fileWriter struct {
+	d      *Driver
+	path   string   // storage path
+	name   string   // root-relative target (new files only)
+	tmp    string   // root-relative temporary file (new files only)
+	f      *os.File // nil once finished
+	append bool
+	start  int64 // size before this writer (append only)
+	size   int64
+	err    error // first write error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.f == nil {
+		return 0, storage.ErrClosed
+	}
+	n, err := w.f.Write(p)
+	w.size += int64(n)
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+// ReadFrom lets io.Copy hand the source to (*os.File).ReadFrom, which uses
+// copy_file_range or splice where the source allows.
+func (w *fileWriter) ReadFrom(r io.Reader) (int64, error) {
+	if w.f == nil {
+		return 0, storage.ErrClosed
+	}
+	n, err := w.f.ReadFrom(r)
+	w.size += n
+	if err != nil && w.err == nil {
+		w.err = err
+	}
+	return n, err
+}
+
+func (w *fileWriter) Size() int64 { return w.size }
+
+func (w *fileWriter) Commit(ctx context.Context) error {
+	if w.f == nil {
+		return storage.ErrClosed
+	}
+	if w.err != nil {
+		_ = w.cancel()
+		return fmt.Errorf("filesystem: commit %s after a failed write: %w", w.path, w.err)
+	}
+	if err := ctx.Err(); err != nil {
+		_ = w.cancel()
+		return err
+	}
+	f := w.f
+	w.f = nil
+	if w.append {
+		err := f.Sync()
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	if err := w.d.publish(f, w.tmp, w.name); err != nil {
+		return notFound(err, w.path)
+	}
+	return nil
+}
+
+func (w *fileWriter) Cancel(ctx context.Context) error {
+	if w.f == nil {
+		return storage.ErrClosed
+	}
+	return w.cancel()
+}
+
+func (w *fileWriter) cancel() error {
+	f := w.f
+	w.f = nil
+	if w.append {
+		err := f.Truncate(w.start)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	f.Close()
+	if err := w.d.root.Remove(w.tmp); err != nil && !isNotFound(err) {
+		return err
+	}
+	return nil
+}
+
+func (w *fileWriter) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	if !w.append {
+		return w.cancel()
+	}
+	f := w.f
+	w.f = nil
+	return f.Close()
+}
