@@ -52,7 +52,9 @@ func tagsPath(name string) string { return path.Join(manifestsPath(name), "tags"
 
 func tagPath(name, tag string) string { return path.Join(tagsPath(name), tag) }
 
-func tagCurrentLinkPath(name, tag string) string { return path.Join(tagPath(name, tag), "current", "link") }
+func tagCurrentLinkPath(name, tag string) string {
+	return path.Join(tagPath(name, tag), "current", "link")
+}
 
 func tagIndexLinkPath(name, tag string, d digest.Digest) string {
 	return path.Join(tagPath(name, tag), "index", d.Algorithm().String(), d.Encoded(), "link")
