@@ -19,8 +19,6 @@ type Options struct {
 	Logger *slog.Logger
 	// DeleteEnabled allows DELETE of blobs, manifests and tags.
 	DeleteEnabled bool
-	// Secret signs upload session state handed to clients (http.secret).
-	Secret string
 	// AccessLogDisabled turns off the per-request log line.
 	AccessLogDisabled bool
 }

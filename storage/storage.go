@@ -50,8 +50,11 @@ type Driver interface {
 	Reader(ctx context.Context, path string, offset int64) (io.ReadCloser, error)
 	// Writer returns a FileWriter for path. With append=false it starts a new
 	// file that replaces any existing one atomically on Commit. With
-	// append=true it continues the file at path (which must exist, else
-	// ErrNotFound); Size starts at the existing size.
+	// append=true it continues the file at path, or starts it empty when it
+	// does not exist yet (a directory there is ErrNotFound); Size starts at
+	// the existing size. Appends are how upload sessions grow chunk by
+	// chunk, so drivers make them cheap (S3 keeps each committed append as
+	// its own part and joins them server-side on Move).
 	Writer(ctx context.Context, path string, append bool) (FileWriter, error)
 	// Stat describes path; directories exist when they have descendants.
 	Stat(ctx context.Context, path string) (FileInfo, error)

@@ -72,22 +72,32 @@ func (s *Store) StartUpload(ctx context.Context, name string) (*Upload, error) {
 	if err := storage.PutContent(ctx, s.d, uploadStartedAtPath(name, id), []byte(now.Format(time.RFC3339))); err != nil {
 		return nil, err
 	}
-	if err := storage.PutContent(ctx, s.d, uploadDataPath(name, id), nil); err != nil {
-		return nil, err
-	}
 	return &Upload{ID: id, StartedAt: now}, nil
 }
 
 // UploadStatus returns the session's current size.
 func (s *Store) UploadStatus(ctx context.Context, name, id string) (*Upload, error) {
+	if err := s.checkUpload(ctx, name, id); err != nil {
+		return nil, err
+	}
 	fi, err := s.d.Stat(ctx, uploadDataPath(name, id))
 	if errors.Is(err, storage.ErrNotFound) {
-		return nil, detailf(ErrUploadUnknown, id, "%s", id)
+		return &Upload{ID: id}, nil // no chunk yet
 	}
 	if err != nil {
 		return nil, err
 	}
 	return &Upload{ID: id, Size: fi.Size}, nil
+}
+
+// checkUpload makes sure the session exists (its start time is written
+// when it opens; the data only with the first chunk).
+func (s *Store) checkUpload(ctx context.Context, name, id string) error {
+	_, err := s.d.Stat(ctx, uploadStartedAtPath(name, id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return detailf(ErrUploadUnknown, id, "%s", id)
+	}
+	return err
 }
 
 // CancelUpload removes the session and everything it wrote.
@@ -114,10 +124,10 @@ func (s *Store) AppendUpload(ctx context.Context, name, id string, start int64, 
 }
 
 func (s *Store) appendLocked(ctx context.Context, ss *session, name, id string, start int64, r io.Reader, length int64, saveState bool) (int64, hash.Hash, error) {
-	w, err := s.d.Writer(ctx, uploadDataPath(name, id), true)
-	if errors.Is(err, storage.ErrNotFound) {
-		return 0, nil, detailf(ErrUploadUnknown, id, "%s", id)
+	if err := s.checkUpload(ctx, name, id); err != nil {
+		return 0, nil, err
 	}
+	w, err := s.d.Writer(ctx, uploadDataPath(name, id), true)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -167,9 +167,17 @@ func (d *Driver) Writer(ctx context.Context, p string, append bool) (storage.Fil
 		return nil, err
 	}
 	if append {
+		created := false
 		f, err := d.root.OpenFile(name, os.O_WRONLY|os.O_APPEND, 0)
+		if isNotFound(err) {
+			if err := d.root.MkdirAll(path.Dir(name), dirPerm); err != nil {
+				return nil, notFound(err, p)
+			}
+			f, err = d.root.OpenFile(name, os.O_WRONLY|os.O_APPEND|os.O_CREATE|os.O_EXCL, filePerm)
+			created = err == nil
+		}
 		if err != nil {
-			if isNotFound(err) || errors.Is(err, syscall.EISDIR) {
+			if isNotFound(err) || errors.Is(err, syscall.EISDIR) || errors.Is(err, syscall.ENOTDIR) {
 				return nil, storage.NotFound(p)
 			}
 			return nil, err
@@ -183,7 +191,7 @@ func (d *Driver) Writer(ctx context.Context, p string, append bool) (storage.Fil
 			f.Close()
 			return nil, storage.NotFound(p)
 		}
-		return &fileWriter{d: d, path: p, f: f, append: true, start: fi.Size(), size: fi.Size()}, nil
+		return &fileWriter{d: d, path: p, name: name, f: f, append: true, created: created, start: fi.Size(), size: fi.Size()}, nil
 	}
 	f, tmp, err := d.createTemp(name)
 	if err != nil {
@@ -371,8 +379,9 @@ type fileWriter struct {
 	name   string   // root-relative target (new files only)
 	tmp    string   // root-relative temporary file (new files only)
 	f      *os.File // nil once finished
-	append bool
-	start  int64 // size before this writer (append only)
+	append  bool
+	created bool  // the append writer created the file (Cancel removes it)
+	start   int64 // size before this writer (append only)
 	size   int64
 	err    error // first write error
 }
@@ -443,6 +452,13 @@ func (w *fileWriter) cancel() error {
 	f := w.f
 	w.f = nil
 	if w.append {
+		if w.created {
+			f.Close()
+			if err := w.d.root.Remove(w.name); err != nil && !isNotFound(err) {
+				return err
+			}
+			return nil
+		}
 		err := f.Truncate(w.start)
 		if cerr := f.Close(); err == nil {
 			err = cerr

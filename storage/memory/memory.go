@@ -158,7 +158,10 @@ func (d *Driver) Writer(ctx context.Context, p string, append bool) (storage.Fil
 	if append {
 		f, ok := d.files[p]
 		if !ok {
-			return nil, storage.NotFound(p)
+			if err := d.canPut(p); err != nil {
+				return nil, fmt.Errorf("%w: %w", storage.ErrNotFound, err)
+			}
+			return &writer{d: d, path: p, append: true}, nil
 		}
 		return &writer{d: d, path: p, append: true, start: int64(len(f.data))}, nil
 	}
@@ -336,7 +339,10 @@ func (w *writer) publish() error {
 	}
 	f, ok := d.files[w.path]
 	if !ok {
-		return storage.NotFound(w.path)
+		if buf == nil {
+			buf = []byte{}
+		}
+		return d.put(w.path, &file{data: buf, mod: time.Now()})
 	}
 	if len(buf) == 0 {
 		return nil

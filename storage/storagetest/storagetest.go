@@ -326,9 +326,34 @@ func testAppendResume(t *testing.T, d storage.Driver) {
 
 func testAppendMissing(t *testing.T, d storage.Driver) {
 	ctx := t.Context()
-	_, err := d.Writer(ctx, "/appendmissing/file", true)
-	wantErr(t, "Writer(append) of a missing file", err, storage.ErrNotFound)
+	// Appending to a missing file starts it; cancelled, it leaves nothing.
+	w, err := d.Writer(ctx, "/appendmissing/file", true)
+	if err != nil {
+		t.Fatalf("Writer(append) of a missing file: %v", err)
+	}
+	if w.Size() != 0 {
+		t.Fatalf("Size of a new append writer = %d", w.Size())
+	}
+	if _, err := w.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
 	wantNotFound(t, d, "/appendmissing/file")
+	w, err = d.Writer(ctx, "/appendmissing/file", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write([]byte("abc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	wantContent(t, d, "/appendmissing/file", []byte("abc"))
 
 	// A directory is not a file to append to.
 	put(t, d, "/appendmissing/dir/file", []byte("x"))
@@ -683,8 +708,6 @@ func testNotFound(t *testing.T, d storage.Driver) {
 		wantErr(t, "List("+p+")", err, storage.ErrNotFound)
 		wantErr(t, "Move("+p+")", d.Move(ctx, p, "/nf/dst"), storage.ErrNotFound)
 		wantErr(t, "Delete("+p+")", d.Delete(ctx, p), storage.ErrNotFound)
-		_, err = d.Writer(ctx, p, true)
-		wantErr(t, "Writer(append, "+p+")", err, storage.ErrNotFound)
 	}
 	wantNotFound(t, d, "/nf/dst")
 }
