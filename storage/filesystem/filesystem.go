@@ -374,16 +374,16 @@ func (d *Driver) Delete(ctx context.Context, p string) error {
 // fileWriter writes straight to an *os.File: the temporary file of a new
 // file, or the file itself opened O_APPEND.
 type fileWriter struct {
-	d      *Driver
-	path   string   // storage path
-	name   string   // root-relative target (new files only)
-	tmp    string   // root-relative temporary file (new files only)
-	f      *os.File // nil once finished
+	d       *Driver
+	path    string   // storage path
+	name    string   // root-relative target (new files only)
+	tmp     string   // root-relative temporary file (new files only)
+	f       *os.File // nil once finished
 	append  bool
 	created bool  // the append writer created the file (Cancel removes it)
 	start   int64 // size before this writer (append only)
-	size   int64
-	err    error // first write error
+	size    int64
+	err     error // first write error
 }
 
 func (w *fileWriter) Write(p []byte) (int, error) {
