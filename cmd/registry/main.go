@@ -40,7 +40,6 @@ import (
 	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/filesystem"
 	"github.com/berth-registry/berth/storage/memory"
-	"github.com/berth-registry/berth/storage/s3"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -231,27 +230,7 @@ func newDriver(cfg *config.Config) (storage.Driver, error) {
 	case config.DriverInMemory:
 		return memory.New(), nil
 	case config.DriverS3:
-		c := cfg.Storage.S3
-		// Start-up checks (bucket, credentials) retry transient failures;
-		// bound them so that a dead endpoint fails the start in time.
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		d, err := s3.New(ctx, s3.Params{
-			AccessKey:        c.AccessKey,
-			SecretKey:        c.SecretKey,
-			Region:           c.Region,
-			RegionEndpoint:   c.RegionEndpoint,
-			Bucket:           c.Bucket,
-			Secure:           c.Secure,
-			ForcePathStyle:   c.ForcePathStyle,
-			RootDirectory:    c.RootDirectory,
-			ChunkSize:        c.ChunkSize,
-			RedirectEndpoint: c.RedirectEndpoint,
-		})
-		if err != nil {
-			return nil, err // names storage.s3 and what is wrong
-		}
-		return d, nil
+		return nil, errors.New("storage.s3: s3 storage driver not built yet")
 	case "":
 		return nil, fmt.Errorf("storage: exactly one storage driver must be configured, found %d", len(cfg.Storage.Drivers()))
 	default:
