@@ -17,8 +17,6 @@ import (
 type Options struct {
 	// Logger receives access logs and errors; nil means slog.Default().
 	Logger *slog.Logger
-	// DeleteEnabled allows DELETE of blobs, manifests and tags.
-	DeleteEnabled bool
 	// AccessLogDisabled turns off the per-request log line.
 	AccessLogDisabled bool
 }
@@ -35,7 +33,9 @@ func New(st *store.Store, opts Options) http.Handler {
 		opts.Logger = slog.Default()
 	}
 	h := &handler{st: st, opts: opts, log: opts.Logger}
-	r := mux.NewRouter()
+	// SkipClean: a path with ".." is refused with NAME_INVALID, never
+	// redirected to its cleaned form.
+	r := mux.NewRouter().SkipClean(true)
 	r.HandleFunc("/healthz", h.healthz).Methods(http.MethodGet, http.MethodHead)
 	r.PathPrefix("/v2").Handler(http.HandlerFunc(h.serveAPI))
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { h.writeError(w, req, errRoute) })
@@ -130,7 +130,20 @@ func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	w.Header().Set("Allow", allowed[rt.kind])
 	h.writeError(w, r, errMethod)
+}
+
+// allowed lists the methods each endpoint serves, for 405 answers.
+var allowed = map[routeKind]string{
+	routeBase:        "GET, HEAD",
+	routeCatalog:     "GET",
+	routeTags:        "GET",
+	routeReferrers:   "GET",
+	routeManifest:    "GET, HEAD, PUT, DELETE",
+	routeBlob:        "GET, HEAD, DELETE",
+	routeUploadStart: "POST",
+	routeUpload:      "GET, PATCH, PUT, DELETE",
 }
 
 // statusRecorder captures what a handler answered, for the access log.

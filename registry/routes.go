@@ -40,6 +40,9 @@ func parseRoute(p string) (route, error) {
 	if rest == "" || rest == "/" {
 		return route{kind: routeBase}, nil
 	}
+	if rest[0] != '/' {
+		return route{}, errRoute
+	}
 	rest = rest[1:]
 	if rest == "_catalog" {
 		return route{kind: routeCatalog}, nil

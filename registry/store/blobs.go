@@ -42,8 +42,8 @@ func (s *Store) blobSize(ctx context.Context, d digest.Digest) (int64, error) {
 	if n, ok := s.sizes.get(d); ok {
 		return n, nil
 	}
-	fi, err := s.d.Stat(ctx, blobDataPath(d))
-	if errors.Is(err, storage.ErrNotFound) || (err == nil && fi.IsDir) {
+	fi, err := storage.StatFile(ctx, s.d, blobDataPath(d))
+	if errors.Is(err, storage.ErrNotFound) {
 		return 0, detailf(ErrBlobUnknown, d, "%s", d)
 	}
 	if err != nil {
@@ -56,7 +56,7 @@ func (s *Store) blobSize(ctx context.Context, d digest.Digest) (int64, error) {
 // linked reports whether the blob or manifest d is linked into repository name.
 func (s *Store) linked(ctx context.Context, name string, d digest.Digest) (bool, error) {
 	for _, p := range []string{layerLinkPath(name, d), revisionLinkPath(name, d)} {
-		_, err := s.d.Stat(ctx, p)
+		_, err := storage.StatFile(ctx, s.d, p)
 		if err == nil {
 			return true, nil
 		}

@@ -79,7 +79,7 @@ func ParseManifest(contentType string, body []byte) (*ParsedManifest, error) {
 	if err := dec.Decode(&raw); err != nil {
 		return nil, detailf(ErrManifestInvalid, nil, "invalid JSON: %v", err)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(body[dec.InputOffset():])) != 0 {
 		return nil, detailf(ErrManifestInvalid, nil, "trailing data after JSON object")
 	}
 	if raw.SchemaVersion == nil || *raw.SchemaVersion != 2 {

@@ -95,7 +95,7 @@ func (s *Store) writeLink(ctx context.Context, p string, d digest.Digest) error 
 // present in repository name.
 func (s *Store) Resolve(ctx context.Context, name, ref string) (digest.Digest, error) {
 	if d, err := digest.Parse(ref); err == nil {
-		if _, err := s.d.Stat(ctx, revisionLinkPath(name, d)); err != nil {
+		if _, err := storage.StatFile(ctx, s.d, revisionLinkPath(name, d)); err != nil {
 			if errors.Is(err, storage.ErrNotFound) {
 				return "", detailf(ErrManifestUnknown, ref, "%s", ref)
 			}
@@ -253,14 +253,14 @@ func (s *Store) DeleteManifest(ctx context.Context, name, ref string) error {
 		if err := ValidateTag(ref); err != nil {
 			return err
 		}
-		if _, err := s.d.Stat(ctx, tagCurrentLinkPath(name, ref)); errors.Is(err, storage.ErrNotFound) {
+		if _, err := storage.StatFile(ctx, s.d, tagCurrentLinkPath(name, ref)); errors.Is(err, storage.ErrNotFound) {
 			return detailf(ErrManifestUnknown, ref, "tag %q not found", ref)
 		} else if err != nil {
 			return err
 		}
 		return s.d.Delete(ctx, tagPath(name, ref))
 	}
-	if _, err := s.d.Stat(ctx, revisionLinkPath(name, d)); errors.Is(err, storage.ErrNotFound) {
+	if _, err := storage.StatFile(ctx, s.d, revisionLinkPath(name, d)); errors.Is(err, storage.ErrNotFound) {
 		return detailf(ErrManifestUnknown, ref, "%s", ref)
 	} else if err != nil {
 		return err
@@ -332,7 +332,7 @@ func (s *Store) Referrers(ctx context.Context, name string, subject digest.Diges
 			}
 			// A referrer deleted by a registry that does not know this
 			// index leaves its link behind: check the revision too.
-			if _, err := s.d.Stat(ctx, revisionLinkPath(name, d)); err != nil {
+			if _, err := storage.StatFile(ctx, s.d, revisionLinkPath(name, d)); err != nil {
 				continue
 			}
 			m, err := s.loadManifest(ctx, d)

@@ -48,11 +48,24 @@ func ParseUploadID(id string) (string, error) {
 	return id, nil
 }
 
+// maxSessions bounds the in-memory hash cache; sessions beyond it are
+// evicted (their state is in storage).
+const maxSessions = 4096
+
+// session returns the in-memory state of an upload known to exist.
 func (s *Store) session(id string) *session {
 	s.sessMu.Lock()
 	defer s.sessMu.Unlock()
 	ss, ok := s.sessions[id]
 	if !ok {
+		if len(s.sessions) >= maxSessions {
+			for k, v := range s.sessions {
+				if v.mu.TryLock() { // idle: safe to forget
+					v.mu.Unlock()
+					delete(s.sessions, k)
+				}
+			}
+		}
 		ss = &session{}
 		s.sessions[id] = ss
 	}
@@ -93,7 +106,7 @@ func (s *Store) UploadStatus(ctx context.Context, name, id string) (*Upload, err
 // checkUpload makes sure the session exists (its start time is written
 // when it opens; the data only with the first chunk).
 func (s *Store) checkUpload(ctx context.Context, name, id string) error {
-	_, err := s.d.Stat(ctx, uploadStartedAtPath(name, id))
+	_, err := storage.StatFile(ctx, s.d, uploadStartedAtPath(name, id))
 	if errors.Is(err, storage.ErrNotFound) {
 		return detailf(ErrUploadUnknown, id, "%s", id)
 	}
@@ -116,6 +129,9 @@ func (s *Store) CancelUpload(ctx context.Context, name, id string) error {
 // number of bytes the client declared (-1: read to EOF); fewer bytes is
 // ErrSizeInvalid and the chunk is dropped. It returns the new size.
 func (s *Store) AppendUpload(ctx context.Context, name, id string, start int64, r io.Reader, length int64) (int64, error) {
+	if err := s.checkUpload(ctx, name, id); err != nil {
+		return 0, err
+	}
 	ss := s.session(id)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
@@ -124,9 +140,6 @@ func (s *Store) AppendUpload(ctx context.Context, name, id string, start int64, 
 }
 
 func (s *Store) appendLocked(ctx context.Context, ss *session, name, id string, start int64, r io.Reader, length int64, saveState bool) (int64, hash.Hash, error) {
-	if err := s.checkUpload(ctx, name, id); err != nil {
-		return 0, nil, err
-	}
 	w, err := s.d.Writer(ctx, uploadDataPath(name, id), true)
 	if err != nil {
 		return 0, nil, err
@@ -162,12 +175,12 @@ func (s *Store) appendLocked(ctx context.Context, ss *session, name, id string, 
 			return offset, nil, err
 		}
 	}
+	size := w.Size()
 	if err := w.Commit(ctx); err != nil {
 		return offset, nil, err
 	}
-	size := w.Size()
 	if saveState {
-		if err := s.saveHashState(ctx, name, id, size, h); err != nil {
+		if err := s.saveHashState(ctx, name, id, offset, size, h); err != nil {
 			return size, nil, err
 		}
 	}
@@ -205,7 +218,9 @@ func (s *Store) hashAt(ctx context.Context, ss *session, name, id string, offset
 	return h, nil
 }
 
-func (s *Store) saveHashState(ctx context.Context, name, id string, offset int64, h hash.Hash) error {
+// saveHashState stores the hash state at offset and drops the one at prev
+// (the chunk's start), which is no longer needed to resume.
+func (s *Store) saveHashState(ctx context.Context, name, id string, prev, offset int64, h hash.Hash) error {
 	state, err := h.(encoding.BinaryMarshaler).MarshalBinary()
 	if err != nil {
 		return err
@@ -214,16 +229,8 @@ func (s *Store) saveHashState(ctx context.Context, name, id string, offset int64
 	if err := storage.PutContent(ctx, s.d, path.Join(dir, strconv.FormatInt(offset, 10)), state); err != nil {
 		return err
 	}
-	// Drop older states; only the newest is needed to resume.
-	old, err := s.d.List(ctx, dir)
-	if err != nil {
-		return nil
-	}
-	keep := strconv.FormatInt(offset, 10)
-	for _, p := range old {
-		if path.Base(p) != keep {
-			_ = s.d.Delete(ctx, p)
-		}
+	if prev > 0 && prev != offset {
+		_ = s.d.Delete(ctx, path.Join(dir, strconv.FormatInt(prev, 10)))
 	}
 	return nil
 }
@@ -233,6 +240,9 @@ func (s *Store) saveHashState(ctx context.Context, name, id string, offset int64
 // repository name. On a digest mismatch the session is removed and nothing
 // becomes visible.
 func (s *Store) CompleteUpload(ctx context.Context, name, id string, d digest.Digest, start int64, r io.Reader, length int64) (int64, error) {
+	if err := s.checkUpload(ctx, name, id); err != nil {
+		return 0, err
+	}
 	ss := s.session(id)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()

@@ -328,6 +328,7 @@ func (w *writer) Commit(ctx context.Context) error {
 func (w *writer) publish() error {
 	buf := w.buf
 	w.buf = nil
+	w.start += int64(len(buf)) // Size stays right after Commit
 	d := w.d
 	d.mu.Lock()
 	defer d.mu.Unlock()

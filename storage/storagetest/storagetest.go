@@ -352,6 +352,9 @@ func testAppendMissing(t *testing.T, d storage.Driver) {
 	if err := w.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if w.Size() != 3 {
+		t.Fatalf("Size after Commit = %d, want 3", w.Size())
+	}
 	w.Close()
 	wantContent(t, d, "/appendmissing/file", []byte("abc"))
 
