@@ -17,6 +17,7 @@ run: build
 
 deps:
 	bash scripts/install-deps.sh
+	bash scripts/minio.sh
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }

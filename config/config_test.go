@@ -108,6 +108,7 @@ func TestDefaults(t *testing.T) {
 				Storage: Storage{
 					Filesystem: &Filesystem{RootDirectory: "./data"},
 					Delete:     Delete{Enabled: true},
+					Redirect:   Redirect{Disable: true},
 				},
 				HTTP: HTTP{Addr: "127.0.0.1:5000"},
 			}

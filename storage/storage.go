@@ -98,6 +98,27 @@ type URLRedirector interface {
 	RedirectURL(ctx context.Context, method, path string) (string, error)
 }
 
+// FileStater is an optional extension for drivers where telling a missing
+// file from a directory costs extra requests (S3): StatFile describes a file
+// written whole (never appended to) in one request, and reports anything
+// else, directories included, as ErrNotFound. Use the StatFile helper.
+type FileStater interface {
+	StatFile(ctx context.Context, path string) (FileInfo, error)
+}
+
+// StatFile describes a file that was written whole (links, blobs), through
+// the driver's FileStater when it has one.
+func StatFile(ctx context.Context, d Driver, path string) (FileInfo, error) {
+	if fs, ok := d.(FileStater); ok {
+		return fs.StatFile(ctx, path)
+	}
+	fi, err := d.Stat(ctx, path)
+	if err == nil && fi.IsDir {
+		return FileInfo{}, NotFound(path)
+	}
+	return fi, err
+}
+
 // ContentPutter is an optional extension for drivers that can store a small
 // file in one call more cheaply than through a FileWriter.
 type ContentPutter interface {

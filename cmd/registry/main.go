@@ -40,6 +40,7 @@ import (
 	"github.com/berth-registry/berth/storage"
 	"github.com/berth-registry/berth/storage/filesystem"
 	"github.com/berth-registry/berth/storage/memory"
+	"github.com/berth-registry/berth/storage/s3"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3";
@@ -230,7 +231,27 @@ func newDriver(cfg *config.Config) (storage.Driver, error) {
 	case config.DriverInMemory:
 		return memory.New(), nil
 	case config.DriverS3:
-		return nil, errors.New("storage.s3: s3 storage driver not built yet")
+		c := cfg.Storage.S3
+		// Start-up checks (bucket, credentials) retry transient failures;
+		// bound them so that a dead endpoint fails the start in time.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		d, err := s3.New(ctx, s3.Params{
+			AccessKey:        c.AccessKey,
+			SecretKey:        c.SecretKey,
+			Region:           c.Region,
+			RegionEndpoint:   c.RegionEndpoint,
+			Bucket:           c.Bucket,
+			Secure:           c.Secure,
+			ForcePathStyle:   c.ForcePathStyle,
+			RootDirectory:    c.RootDirectory,
+			ChunkSize:        c.ChunkSize,
+			RedirectEndpoint: c.RedirectEndpoint,
+		})
+		if err != nil {
+			return nil, err // names storage.s3 and what is wrong
+		}
+		return d, nil
 	case "":
 		return nil, fmt.Errorf("storage: exactly one storage driver must be configured, found %d", len(cfg.Storage.Drivers()))
 	default:
@@ -260,10 +281,9 @@ func serve(ctx context.Context, cfg *config.Config, logger *slog.Logger, ready f
 
 	// Upload sessions live in storage, not in signed client state, so
 	// replicas need no shared http.secret to continue each other's uploads.
-	st := store.New(d, store.Options{DeleteEnabled: cfg.Storage.Delete.Enabled, Logger: logger})
+	st := store.New(d, store.Options{DeleteEnabled: cfg.Storage.Delete.Enabled, Redirect: !cfg.Storage.Redirect.Disable, Logger: logger})
 	handler := registry.New(st, registry.Options{
 		Logger:            logger,
-		DeleteEnabled:     cfg.Storage.Delete.Enabled,
 		AccessLogDisabled: cfg.Log.AccessLog.Disabled,
 	})
 

@@ -220,7 +220,7 @@ func TestRunErrors(t *testing.T) {
 		{"invalid config", []string{"serve"}, []string{"REGISTRY_HTTP_ADDR=nope", root}, "http.addr", false},
 		{"missing file", []string{"/nonexistent/config.yml"}, nil, "no such file", false},
 		{"missing file from env", nil, []string{"REGISTRY_CONFIGURATION_PATH=/nonexistent/c.yml"}, "no such file", false},
-		{"s3 not built", nil, []string{"REGISTRY_HTTP_ADDR=127.0.0.1:0", "REGISTRY_STORAGE_S3_BUCKET=b"}, "s3 storage driver not built yet", false},
+		{"s3 bad bucket", nil, []string{"REGISTRY_HTTP_ADDR=127.0.0.1:0", "REGISTRY_STORAGE_S3_BUCKET=b"}, "storage.s3.bucket", false},
 		{"auth refused", nil, []string{"REGISTRY_HTTP_ADDR=127.0.0.1:0", root,
 			"REGISTRY_AUTH_HTPASSWD_REALM=r", "REGISTRY_AUTH_HTPASSWD_PATH=/p"}, "auth.htpasswd", false},
 		{"missing tls files", nil, []string{"REGISTRY_HTTP_ADDR=127.0.0.1:0", root,
@@ -295,7 +295,7 @@ func TestNewDriver(t *testing.T) {
 	}{
 		{"filesystem", config.Storage{Filesystem: &config.Filesystem{RootDirectory: root}}, "filesystem", false},
 		{"inmemory", config.Storage{InMemory: &config.InMemory{}}, "inmemory", false},
-		{"s3", config.Storage{S3: &config.S3{Bucket: "b"}}, "s3 storage driver not built yet", true},
+		{"s3", config.Storage{S3: &config.S3{Bucket: "b"}}, "storage.s3.bucket", true},
 		{"none", config.Storage{}, "exactly one storage driver", true},
 		{"two", config.Storage{InMemory: &config.InMemory{}, Filesystem: &config.Filesystem{RootDirectory: root}}, "exactly one storage driver", true},
 	}
