@@ -44,8 +44,17 @@ type junitCase struct {
 // every test to pass: nothing failed, nothing skipped (a skip means an API answered "not
 // supported").
 func TestConformance(t *testing.T) {
-	conformance := need(t, "conformance")
+	need(t, "conformance")
 	addr := startBerth(t, t.TempDir())
+	runConformance(t, addr)
+}
+
+// runConformance runs the OCI conformance suite (the settings of TestConformance) against the
+// registry at addr (host:port, plain HTTP) and fails the test unless every test case passed:
+// nothing failed, nothing skipped.
+func runConformance(t *testing.T, addr string) {
+	t.Helper()
+	conformance := need(t, "conformance")
 	work := t.TempDir()
 	results := filepath.Join(work, "results")
 

@@ -68,7 +68,11 @@ func (h *handler) getBlob(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	ctx := r.Context()
-	size, err := h.st.StatBlob(ctx, rt.name, d)
+	stat := h.st.StatBlob
+	if r.Method == http.MethodGet {
+		stat = h.st.StatBlobForRead
+	}
+	size, err := stat(ctx, rt.name, d)
 	if err != nil {
 		h.writeError(w, r, err)
 		return

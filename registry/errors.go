@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"net"
 	"net/http"
 
 	"github.com/berth-registry/berth/registry/store"
@@ -71,9 +72,13 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 		if errors.Is(err, context.Canceled) {
 			status = 499 // client went away; nobody reads the answer
 		}
+		// The cause (backend addresses, keys) goes to the log, not to the client.
 		h.log.LogAttrs(r.Context(), slog.LevelError, "request failed",
 			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
-		msg = "internal error: " + msg
+		msg, detail = "internal error; the registry's log has the cause", nil
+		if status == http.StatusInternalServerError && isUnavailable(err) {
+			status, code, msg = http.StatusServiceUnavailable, "UNAVAILABLE", "storage backend unavailable; retry later"
+		}
 	}
 	body, _ := json.Marshal(struct {
 		Errors []ociError `json:"errors"`
@@ -84,4 +89,15 @@ func (h *handler) writeError(w http.ResponseWriter, r *http.Request, err error) 
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(body)
 	}
+}
+
+// isUnavailable tells a backend that cannot be reached (connection refused,
+// timeouts) from other internal errors, so clients see a retryable 503.
+func isUnavailable(err error) bool {
+	var ne net.Error
+	if errors.As(err, &ne) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded)
 }

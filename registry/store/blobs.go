@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 
 	"github.com/berth-registry/berth/storage"
 	"github.com/opencontainers/go-digest"
@@ -67,6 +68,55 @@ func (s *Store) linked(ctx context.Context, name string, d digest.Digest) (bool,
 	return false, nil
 }
 
+// linkCache remembers, for a few seconds, that a repository links a blob, so
+// a GET that follows a HEAD costs one backend read. Only downloads use it:
+// HEAD and every write path check storage, so a delete made through another
+// replica is seen by HEAD at once and by GET within linkTTL.
+type linkCache struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+const (
+	linkTTL      = 5 * time.Second
+	linkCacheMax = 1 << 16
+)
+
+func linkKey(name string, d digest.Digest) string { return name + "@" + string(d) }
+
+func (c *linkCache) fresh(name string, d digest.Digest) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.m[linkKey(name, d)]
+	return ok && time.Since(t) < linkTTL
+}
+
+func (c *linkCache) add(name string, d digest.Digest) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil || len(c.m) >= linkCacheMax {
+		c.m = make(map[string]time.Time)
+	}
+	c.m[linkKey(name, d)] = time.Now()
+}
+
+func (c *linkCache) forget(name string, d digest.Digest) {
+	c.mu.Lock()
+	delete(c.m, linkKey(name, d))
+	c.mu.Unlock()
+}
+
+// StatBlobForRead is StatBlob for a download: it may trust a link seen in
+// the last few seconds instead of reading it again.
+func (s *Store) StatBlobForRead(ctx context.Context, name string, d digest.Digest) (int64, error) {
+	if s.links.fresh(name, d) {
+		if n, ok := s.sizes.get(d); ok {
+			return n, nil
+		}
+	}
+	return s.StatBlob(ctx, name, d)
+}
+
 // StatBlob returns the size of blob d as seen from repository name.
 func (s *Store) StatBlob(ctx context.Context, name string, d digest.Digest) (int64, error) {
 	ok, err := s.linked(ctx, name, d)
@@ -76,6 +126,7 @@ func (s *Store) StatBlob(ctx context.Context, name string, d digest.Digest) (int
 	if !ok {
 		return 0, detailf(ErrBlobUnknown, d, "%s", d)
 	}
+	s.links.add(name, d)
 	return s.blobSize(ctx, d)
 }
 
@@ -95,6 +146,7 @@ func (s *Store) DeleteBlob(ctx context.Context, name string, d digest.Digest) er
 	if !s.opts.DeleteEnabled {
 		return fmt.Errorf("%w: deletes are disabled", ErrUnsupported)
 	}
+	s.links.forget(name, d)
 	err := s.d.Delete(ctx, layerLinkDir(name, d))
 	if errors.Is(err, storage.ErrNotFound) {
 		return detailf(ErrBlobUnknown, d, "%s", d)

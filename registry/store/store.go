@@ -32,6 +32,7 @@ type Store struct {
 	opts Options
 
 	sizes     sizeCache
+	links     linkCache
 	manifests manifestCache
 
 	sessMu   sync.Mutex
