@@ -27,8 +27,10 @@ import (
 	"path"
 	"slices"
 	"syscall"
+	"time"
 
 	"github.com/berth-registry/berth/storage"
+	"golang.org/x/sys/unix"
 )
 
 // DriverName is the name the driver reports and the config key it is
@@ -48,6 +50,9 @@ const (
 type Driver struct {
 	dir  string
 	root *os.Root
+	// rootFD is an O_PATH descriptor of the root for openat2's fast,
+	// single-syscall resolution; -1 when the kernel lacks openat2.
+	rootFD int
 }
 
 var (
@@ -70,7 +75,33 @@ func New(root string) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filesystem: open root: %w", err)
 	}
-	return &Driver{dir: root, root: r}, nil
+	d := &Driver{dir: root, root: r, rootFD: -1}
+	if fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		d.rootFD = fd
+		if _, err := d.openBeneath(".", unix.O_PATH); errors.Is(err, unix.ENOSYS) {
+			unix.Close(fd)
+			d.rootFD = -1
+		}
+	}
+	return d, nil
+}
+
+// openBeneath opens name (relative to the root) in one openat2 call that
+// refuses to leave the root (RESOLVE_BENEATH: no "..", absolute or escaping
+// symlinks, no magic links) — the same guarantee os.Root gives, without its
+// walk of one openat per path component on the hot read path.
+func (d *Driver) openBeneath(name string, flags int) (int, error) {
+	how := unix.OpenHow{
+		Flags:   uint64(flags | unix.O_CLOEXEC),
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	for {
+		fd, err := unix.Openat2(d.rootFD, name, &how)
+		if err == unix.EINTR || err == unix.EAGAIN {
+			continue
+		}
+		return fd, err
+	}
 }
 
 // Name returns "filesystem".
@@ -81,7 +112,13 @@ func (d *Driver) RootDirectory() string { return d.dir }
 
 // Close releases the handle on the root directory. The driver must not be
 // used afterwards.
-func (d *Driver) Close() error { return d.root.Close() }
+func (d *Driver) Close() error {
+	if d.rootFD >= 0 {
+		unix.Close(d.rootFD)
+		d.rootFD = -1
+	}
+	return d.root.Close()
+}
 
 // rel checks p and turns it into a name relative to the root.
 func rel(p string) (string, error) {
@@ -131,8 +168,14 @@ func (d *Driver) Reader(ctx context.Context, p string, offset int64) (io.ReadClo
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	f, err := d.root.Open(name)
-	if err != nil {
+	var f *os.File
+	if d.rootFD >= 0 {
+		fd, oerr := d.openBeneath(name, unix.O_RDONLY)
+		if oerr != nil {
+			return nil, notFound(&os.PathError{Op: "open", Path: name, Err: oerr}, p)
+		}
+		f = os.NewFile(uintptr(fd), path.Join(d.dir, name))
+	} else if f, err = d.root.Open(name); err != nil {
 		return nil, notFound(err, p)
 	}
 	fi, err := f.Stat()
@@ -269,6 +312,23 @@ func (d *Driver) Stat(ctx context.Context, p string) (storage.FileInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return storage.FileInfo{}, err
 	}
+	if d.rootFD >= 0 {
+		fd, err := d.openBeneath(name, unix.O_PATH)
+		if err != nil {
+			return storage.FileInfo{}, notFound(&os.PathError{Op: "stat", Path: name, Err: err}, p)
+		}
+		var st unix.Stat_t
+		err = unix.Fstat(fd, &st)
+		unix.Close(fd)
+		if err != nil {
+			return storage.FileInfo{}, err
+		}
+		info := storage.FileInfo{Path: p, ModTime: time.Unix(st.Mtim.Unix()), IsDir: st.Mode&unix.S_IFMT == unix.S_IFDIR}
+		if !info.IsDir {
+			info.Size = st.Size
+		}
+		return info, nil
+	}
 	fi, err := d.root.Stat(name)
 	if err != nil {
 		return storage.FileInfo{}, notFound(err, p)
@@ -337,7 +397,7 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if _, err := d.root.Lstat(from); err != nil {
+	if err := d.syncFile(from); err != nil {
 		return notFound(err, src)
 	}
 	if err := d.root.MkdirAll(path.Dir(to), dirPerm); err != nil {
@@ -353,6 +413,20 @@ func (d *Driver) Move(ctx context.Context, src, dst string) error {
 		return err
 	}
 	return nil
+}
+
+// syncFile makes the bytes of a file (appended without fsync) durable before
+// Move publishes it under another name.
+func (d *Driver) syncFile(name string) error {
+	f, err := d.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || fi.IsDir() {
+		return err // a directory moves without a sync
+	}
+	return f.Sync()
 }
 
 // Delete removes the file or directory tree at p. Parent directories are
@@ -383,8 +457,15 @@ type fileWriter struct {
 	created bool  // the append writer created the file (Cancel removes it)
 	start   int64 // size before this writer (append only)
 	size    int64
+	flushed int64 // bytes of this writer handed to writeback so far
 	err     error // first write error
 }
+
+// writebackChunk is how much written data a writer lets pile up before it
+// asks the kernel to start writing it out. Starting writeback while the
+// client is still sending keeps the disk busy in parallel with the network,
+// so the fsync at the end (Commit or Move) finds little left to do.
+const writebackChunk = 8 << 20
 
 func (w *fileWriter) Write(p []byte) (int, error) {
 	if w.f == nil {
@@ -394,6 +475,13 @@ func (w *fileWriter) Write(p []byte) (int, error) {
 	w.size += int64(n)
 	if err != nil && w.err == nil {
 		w.err = err
+	}
+	if w.size-w.start-w.flushed >= writebackChunk {
+		off := w.start + w.flushed
+		span := w.size - off
+		// Asynchronous: it only starts writeback of the range.
+		_ = unix.SyncFileRange(int(w.f.Fd()), off, span, unix.SYNC_FILE_RANGE_WRITE)
+		w.flushed += span
 	}
 	return n, err
 }
@@ -429,11 +517,11 @@ func (w *fileWriter) Commit(ctx context.Context) error {
 	f := w.f
 	w.f = nil
 	if w.append {
-		err := f.Sync()
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
+		// No fsync per append: an upload grows chunk by chunk and only
+		// matters once it is complete, and Move syncs the file before it
+		// becomes visible anywhere else. Syncing every chunk stalls the
+		// client on each PATCH.
+		return f.Close()
 	}
 	if err := w.d.publish(f, w.tmp, w.name); err != nil {
 		return notFound(err, w.path)
