@@ -11,6 +11,7 @@ all: build
 
 build:
 	$(GO) build -o bin/registry ./cmd/registry
+	$(GO) build -o bin/pull-run ./cmd/pull-run
 
 run: build
 	./bin/registry serve
