@@ -106,6 +106,9 @@ type Storage struct {
 type Filesystem struct {
 	// RootDirectory is the directory holding docker/registry/v2.
 	RootDirectory string `yaml:"rootdirectory"`
+	// Sync fsyncs every blob, manifest and link before it becomes visible,
+	// for durability across power loss (off by default, like registry:2).
+	Sync bool `yaml:"sync"`
 }
 
 // InMemory configures the in-memory driver (storage.inmemory). It has no

@@ -493,7 +493,7 @@ func TestEnvNames(t *testing.T) {
 		v := "x"
 		switch {
 		case strings.HasSuffix(n, "_ENABLED"), strings.HasSuffix(n, "_DISABLED"), strings.HasSuffix(n, "_DISABLE"),
-			strings.HasSuffix(n, "_SECURE"), strings.HasSuffix(n, "_FORCEPATHSTYLE"):
+			strings.HasSuffix(n, "_SECURE"), strings.HasSuffix(n, "_FORCEPATHSTYLE"), strings.HasSuffix(n, "_SYNC"):
 			v = "true"
 		case strings.HasSuffix(n, "_CHUNKSIZE"):
 			v = "6000000"

@@ -223,7 +223,7 @@ func newLogger(w io.Writer, c config.Log) (*slog.Logger, error) {
 func newDriver(cfg *config.Config) (storage.Driver, error) {
 	switch name := cfg.Storage.Driver(); name {
 	case config.DriverFilesystem:
-		d, err := filesystem.New(cfg.Storage.Filesystem.RootDirectory)
+		d, err := filesystem.New(cfg.Storage.Filesystem.RootDirectory, filesystem.WithSync(cfg.Storage.Filesystem.Sync))
 		if err != nil {
 			return nil, fmt.Errorf("storage.filesystem: %w", err)
 		}

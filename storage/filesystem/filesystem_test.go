@@ -32,6 +32,18 @@ func TestDriver(t *testing.T) {
 	})
 }
 
+// TestDriverSync runs the suite with durable writes (storage.filesystem.sync).
+func TestDriverSync(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Driver {
+		d, err := filesystem.New(t.TempDir(), filesystem.WithSync(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { d.Close() })
+		return d
+	})
+}
+
 func TestNewCreatesRoot(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "a", "b", "root")
 	d, err := filesystem.New(dir)
