@@ -30,6 +30,9 @@
 #   BENCH_RESULTS_S3    S3 results (JSON lines) [.cache/bench/<time>/results-s3.jsonl]
 #   BENCH_TMPDIR        where the registries' and MinIO's temp directories go [$TMPDIR or /tmp]
 #   MINIO_BIN           MinIO server binary [$TOOLS/minio, installed by scripts/minio.sh]
+#   BENCH_PULL          0 skips the pull benchmark run at the end [1]: scripts/bench-pull.sh,
+#                       pull-run pull against docker pull and podman pull (its own knobs,
+#                       BENCH_PULL_*, are described there)
 #
 # Exits non-zero if any registry failed to build, start or run cleanly;
 # the rows of the others are still printed.
@@ -456,4 +459,14 @@ echo
 echo "MB = 10^6 bytes; peak RSS is the server's VmHWM in MiB; p99 over ${DURATION} at concurrency 16."
 echo "load average (1 min) at start $load_start, after the filesystem runs $load_fs, at end $load_end," \
 	"on $(nproc) cores: anything well above 1-2 means other processes competed and the figures are noisy."
+
+# --- pull-run pull (scripts/bench-pull.sh) -----------------------------------
+
+if [[ ${BENCH_PULL:-1} != 0 ]]; then
+	echo
+	echo "Pull (scripts/bench-pull.sh; BENCH_PULL=0 skips it)"
+	if ! BENCH_PULL_OUTDIR=$OUTDIR/pull bash scripts/bench-pull.sh; then
+		status=1
+	fi
+fi
 exit "$status"
