@@ -97,6 +97,11 @@ func execInit(sock int, cfg *initConfig) (int, error) {
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return 0, fmt.Errorf("unshare(CLONE_FS): %w", err)
 	}
+	// oom_score_adj is per process and inherited by the command; write it
+	// through the host's /proc before this thread leaves the mount namespace.
+	if err := setOOMScoreAdj(p.OOMScoreAdj); err != nil {
+		return 0, err
+	}
 	if err := joinNamespaces(cfg.InitPidfd, cfg.InitPid, cfg.NSFlags); err != nil {
 		return 0, err
 	}
@@ -113,9 +118,6 @@ func execInit(sock int, cfg *initConfig) (int, error) {
 		}
 	}
 	if err := setRlimits(p.Rlimits); err != nil {
-		return 0, err
-	}
-	if err := setOOMScoreAdj(p.OOMScoreAdj); err != nil {
 		return 0, err
 	}
 	if err := enterCwd(root, p.Cwd, false); err != nil {

@@ -28,6 +28,9 @@ const (
 // container's command, becomes the reaper, or exits with a status. Otherwise it returns
 // false at once.
 func Main() bool {
+	if len(os.Args) > 0 && os.Args[0] == monitorArgv0 {
+		return monitorMain() // a container's monitor (monitor.go): never returns
+	}
 	if len(os.Args) == 0 || os.Args[0] != initArgv0 {
 		return false
 	}

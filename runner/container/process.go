@@ -85,7 +85,8 @@ func (p *Process) Signal(sig syscall.Signal) error {
 func ProcessStartTime(pid int) (uint64, error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
+		// ESRCH: the process is being torn down (a zombie being reaped).
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 			return 0, os.ErrProcessDone
 		}
 		return 0, err
