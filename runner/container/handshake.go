@@ -93,54 +93,9 @@ func readHandshake(f *os.File, timeout time.Duration) (*handshakeMsg, []int, err
 			break
 		}
 	}
-	var hdr [4]byte
-	oob := make([]byte, unix.CmsgSpace(4*4))
-	var fds []int
-	for got := 0; got < len(hdr); {
-		n, oobn, _, _, err := unix.Recvmsg(fd, hdr[got:], oob, unix.MSG_CMSG_CLOEXEC)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			closeAll(fds)
-			return nil, nil, err
-		}
-		if oobn > 0 {
-			more, err := parseRights(oob[:oobn])
-			fds = append(fds, more...)
-			if err != nil {
-				closeAll(fds)
-				return nil, nil, err
-			}
-		}
-		if n == 0 {
-			closeAll(fds)
-			if got == 0 {
-				return nil, nil, io.EOF
-			}
-			return nil, nil, io.ErrUnexpectedEOF
-		}
-		got += n
-	}
-	size := binary.BigEndian.Uint32(hdr[:])
-	if size > maxHandshakeMsg {
-		closeAll(fds)
-		return nil, nil, fmt.Errorf("handshake: message of %d bytes", size)
-	}
-	body := make([]byte, size)
-	for got := 0; got < len(body); {
-		n, err := unix.Read(fd, body[got:])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil || n == 0 {
-			closeAll(fds)
-			if err == nil {
-				err = io.ErrUnexpectedEOF
-			}
-			return nil, nil, err
-		}
-		got += n
+	body, fds, err := readFrameBody(fd, maxHandshakeMsg, "handshake")
+	if err != nil {
+		return nil, nil, err
 	}
 	var msg handshakeMsg
 	if err := json.Unmarshal(body, &msg); err != nil {

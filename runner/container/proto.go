@@ -116,11 +116,27 @@ func writeFrame(fd int, msg *message, fds ...int) error {
 // readFrame reads one message and the descriptors sent with it (close-on-exec). It returns
 // io.EOF when the other end is closed between frames.
 func readFrame(fd int) (*message, []int, error) {
+	body, fds, err := readFrameBody(fd, maxFrame, "sync socket")
+	if err != nil {
+		return nil, nil, err
+	}
+	var msg message
+	if err := json.Unmarshal(body, &msg); err != nil {
+		closeAll(fds)
+		return nil, nil, fmt.Errorf("sync socket: bad message: %w", err)
+	}
+	return &msg, fds, nil
+}
+
+// readFrameBody reads one length-prefixed frame (a big-endian uint32 size,
+// then the body) and the descriptors that came with it, close-on-exec. It
+// returns io.EOF when the other end closed between frames; what names the
+// channel in errors.
+func readFrameBody(fd int, max uint32, what string) ([]byte, []int, error) {
 	var hdr [4]byte
 	oob := make([]byte, unix.CmsgSpace(4*4))
 	var fds []int
-	got := 0
-	for got < len(hdr) {
+	for got := 0; got < len(hdr); {
 		n, oobn, _, _, err := unix.Recvmsg(fd, hdr[got:], oob, unix.MSG_CMSG_CLOEXEC)
 		if err == unix.EINTR {
 			continue
@@ -147,9 +163,9 @@ func readFrame(fd int) (*message, []int, error) {
 		got += n
 	}
 	size := binary.BigEndian.Uint32(hdr[:])
-	if size > maxFrame {
+	if size > max {
 		closeAll(fds)
-		return nil, nil, fmt.Errorf("sync socket: frame of %d bytes", size)
+		return nil, nil, fmt.Errorf("%s: frame of %d bytes", what, size)
 	}
 	body := make([]byte, size)
 	for got := 0; got < len(body); {
@@ -157,22 +173,16 @@ func readFrame(fd int) (*message, []int, error) {
 		if err == unix.EINTR {
 			continue
 		}
-		if err != nil {
+		if err != nil || n == 0 {
 			closeAll(fds)
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
 			return nil, nil, err
-		}
-		if n == 0 {
-			closeAll(fds)
-			return nil, nil, io.ErrUnexpectedEOF
 		}
 		got += n
 	}
-	var msg message
-	if err := json.Unmarshal(body, &msg); err != nil {
-		closeAll(fds)
-		return nil, nil, fmt.Errorf("sync socket: bad message: %w", err)
-	}
-	return &msg, fds, nil
+	return body, fds, nil
 }
 
 func parseRights(oob []byte) ([]int, error) {
