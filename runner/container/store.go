@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-registry/berth/runner/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -110,48 +111,12 @@ func newID() string {
 	}
 }
 
-// writeFileAtomic writes data to path through a temporary file in the same directory,
-// fsynced before it is renamed over path: readers see the old or the new content, never a
-// part, whatever happens to the writer. With syncDir the directory is fsynced too (the
-// rename itself is durable).
-func writeFileAtomic(path string, data []byte, perm fs.FileMode, syncDir bool) error {
-	dir := filepath.Dir(path)
-	b := make([]byte, 6)
-	rand.Read(b)
-	tmp := filepath.Join(dir, "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(b))
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_CLOEXEC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if syncDir {
-		if d, err := os.Open(dir); err == nil {
-			d.Sync()
-			d.Close()
-		}
-	}
-	return nil
-}
-
 func writeJSONAtomic(path string, v any, syncDir bool) error {
 	b, err := json.MarshalIndent(v, "", "\t")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o600, syncDir)
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o600, syncDir)
 }
 
 // flock is a held flock(2) lock on a file.
@@ -310,7 +275,7 @@ func (s *Store) reserveName(name, id string) error {
 	if owner != "" && owner != id {
 		return conflictf("Conflict. The container name \"/%s\" is already in use by container \"%s\". You have to remove (or rename) that container to be able to reuse that name.", name, owner)
 	}
-	return writeFileAtomic(s.namePath(name), []byte(id+"\n"), 0o600, false)
+	return atomicfile.WriteFile(s.namePath(name), []byte(id+"\n"), 0o600, false)
 }
 
 // releaseName frees name if id holds it; the caller holds the store lock.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/berth-registry/berth/runner/internal/atomicfile"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -218,38 +219,12 @@ func (s *Store) lock(exclusive bool) (func(), error) {
 	return func() { f.Close() }, nil
 }
 
-// writeFileAtomic writes b to path with a temp file in the same directory, fsync and rename.
-func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
-}
-
 func writeJSONAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), 0o600)
+	return atomicfile.WriteFile(path, append(b, '\n'), 0o600, false)
 }
 
 // contentPath returns the path of a content blob.
@@ -275,7 +250,7 @@ func (s *Store) putContent(d digest.Digest, b []byte) error {
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(p, b, 0o600)
+	return atomicfile.WriteFile(p, b, 0o600, false)
 }
 
 // Content returns a stored manifest, index or config, verified against its digest.
