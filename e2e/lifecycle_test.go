@@ -407,6 +407,7 @@ func TestLifecycleStop(t *testing.T) {
 
 	// One that exits on SIGTERM stops at once with its own code.
 	c = e.run(t, nil, "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done")
+	time.Sleep(300 * time.Millisecond) // the shell sets its trap (PID 1 ignores TERM until then)
 	start = time.Now()
 	if err := e.m.Stop(ctx, c.ID, container.StopOptions{}); err != nil {
 		t.Fatal(err)
@@ -420,6 +421,7 @@ func TestLifecycleStop(t *testing.T) {
 
 	// --stop-signal and restart.
 	c = e.run(t, func(o *container.CreateOptions) { o.Spec.StopSignal = "SIGUSR1" }, "sh", "-c", "trap 'exit 7' USR1; while true; do sleep 0.1; done")
+	time.Sleep(300 * time.Millisecond)
 	if err := e.m.Stop(ctx, c.ID, container.StopOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -726,7 +728,14 @@ func TestLifecycleRemoveForce(t *testing.T) {
 	if err == nil || err.Error() != want || !errors.Is(err, container.ErrConflict) {
 		t.Errorf("rm of a running container: %v", err)
 	}
-	top, err := e.m.Top(ctx, c.ID)
+	// The shell forks its two sleeps right after it starts: wait for them.
+	var top *container.TopResult
+	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		top, err = e.m.Top(ctx, c.ID)
+		if (err == nil && len(top.Processes) == 3) || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil || len(top.Processes) != 3 {
 		t.Fatalf("top: %+v %v", top, err)
 	}

@@ -469,4 +469,7 @@ if [[ ${BENCH_PULL:-1} != 0 ]]; then
 		status=1
 	fi
 fi
+if [[ ${BENCH_RUN:-1} != 0 ]]; then # pull-run run: scripts/bench-run.sh (BENCH_RUN=0 skips it)
+	printf '\nRun (scripts/bench-run.sh; BENCH_RUN=0 skips it)\n'; BENCH_RUN_OUTDIR=$OUTDIR/run bash scripts/bench-run.sh || status=1
+fi
 exit "$status"

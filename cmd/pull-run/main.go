@@ -26,6 +26,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/berth-registry/berth/runner/container"
 	"github.com/berth-registry/berth/runner/image"
 	digest "github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
@@ -36,17 +37,11 @@ import (
 func main() {
 	// The container runtime re-executes this binary as the container's init and monitor:
 	// that dispatch must come first, before flags, cobra or goroutines.
-	// PLACEHOLDER(runner/container): replace dispatchInit with `if container.Main() { return }`.
-	if dispatchInit() {
+	if container.Main() {
 		return
 	}
 	os.Exit(execute(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
-
-// dispatchInit runs the hidden init / monitor entry points when this process is one of them
-// and reports whether it did. It is a hook for runner/container (container.Main), which is
-// wired in separately; until then no process is one.
-func dispatchInit() bool { return false }
 
 // Defaults of the global flags.
 const (
@@ -55,7 +50,7 @@ const (
 )
 
 // imageInUse tells the image store whether a container uses an image (rmi refuses, prune
-// skips it). nil until the container commands provide it.
+// skips it). setup sets it to the container store's answer (containersUseImage).
 var imageInUse func(imageID digest.Digest) (bool, error)
 
 // app holds the global options and the standard streams of one invocation.
@@ -137,6 +132,7 @@ func (a *app) rootCommand() *cobra.Command {
 
 	root.AddCommand(a.pullCommand(), a.imagesCommand(), a.rmiCommand(), a.imageCommand(),
 		a.loginCommand(), a.logoutCommand())
+	root.AddCommand(a.containerCommands()...)
 	return root
 }
 
@@ -178,6 +174,7 @@ func (a *app) setup(cmd *cobra.Command) error {
 		return fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", a.logLevel)
 	}
 	slog.SetDefault(slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: lvl})))
+	imageInUse = a.containersUseImage
 	return nil
 }
 

@@ -279,6 +279,7 @@ func startInit(sock int, cfg *initConfig) error {
 	if cfg.Reaper {
 		return runReaper(sock, name, proc, extra)
 	}
+	resetIgnoredSignals()
 	err = syscall.Exec(name, proc.Args, proc.Env)
 	return &initFailure{code: execExitCode(err), msg: execErrorMessage(proc.Args[0], err)}
 }

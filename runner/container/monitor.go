@@ -119,7 +119,14 @@ func runMonitor() int {
 	runtime.GOMAXPROCS(min(2, runtime.NumCPU()))
 	name := []byte(monitorArgv0 + "\x00")
 	unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&name[0])), 0, 0, 0)
-	signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	// Caught and dropped rather than ignored: an ignored disposition would be
+	// inherited through exec by the container's processes.
+	sink := make(chan os.Signal, 1)
+	signal.Notify(sink, syscall.SIGHUP, syscall.SIGINT, syscall.SIGPIPE)
+	go func() {
+		for range sink {
+		}
+	}()
 
 	syncf := os.NewFile(3, "monitor-sync")
 	msg, fds, err := readHandshake(syncf, 0)

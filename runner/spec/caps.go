@@ -62,6 +62,38 @@ func AllCapabilities() []string {
 	return slices.Clone(capNames[:last+1])
 }
 
+// boundingFile holds this process's status, whose CapBnd line is the
+// bounding set. Tests replace it.
+var boundingFile = "/proc/self/status"
+
+// grantable keeps the capabilities in this process's bounding set: what
+// --privileged and --cap-add ALL can really give (a host or an outer
+// container may have dropped some, and capset would refuse them).
+func grantable(caps []string) []string {
+	b, err := os.ReadFile(boundingFile)
+	if err != nil {
+		return caps
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		v, ok := strings.CutPrefix(line, "CapBnd:")
+		if !ok {
+			continue
+		}
+		mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+		if err != nil {
+			return caps
+		}
+		out := make([]string, 0, len(caps))
+		for _, c := range caps {
+			if n := slices.Index(capNames, c); n >= 0 && n < 64 && mask&(1<<uint(n)) != 0 {
+				out = append(out, c)
+			}
+		}
+		return out
+	}
+	return caps
+}
+
 // NormalizeCap normalizes a capability name as Docker does: upper case, with the CAP_
 // prefix added when missing ("net_admin" → "CAP_NET_ADMIN"); "all" gives "ALL". A name
 // that the kernel (AllCapabilities) does not know is an error: unknown capability:
@@ -99,7 +131,7 @@ func normalizeCaps(names []string) ([]string, error) {
 // with NormalizeCap; the result has no duplicates.
 func ParseCapabilities(add, drop []string, privileged bool) ([]string, error) {
 	if privileged {
-		return AllCapabilities(), nil
+		return grantable(AllCapabilities()), nil
 	}
 	capDrop, err := normalizeCaps(drop)
 	if err != nil {
@@ -112,7 +144,7 @@ func ParseCapabilities(add, drop []string, privileged bool) ([]string, error) {
 	var caps []string
 	switch {
 	case slices.Contains(capAdd, capAll):
-		for _, c := range AllCapabilities() {
+		for _, c := range grantable(AllCapabilities()) {
 			if !slices.Contains(capDrop, c) {
 				caps = append(caps, c)
 			}

@@ -25,6 +25,11 @@ func TestMain(m *testing.M) {
 	if err := os.WriteFile(capLastCapFile, []byte("40\n"), 0o644); err != nil {
 		panic(err)
 	}
+	// A full bounding set, whatever the machine running the tests has.
+	boundingFile = filepath.Join(dir, "status")
+	if err := os.WriteFile(boundingFile, []byte("Name:\ttest\nCapBnd:\t000001ffffffffff\n"), 0o644); err != nil {
+		panic(err)
+	}
 	sysfsRoot = filepath.Join(dir, "sys")
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -365,6 +370,21 @@ func TestParseCapabilities(t *testing.T) {
 	caps, err := ParseCapabilities(sl("sys_ptrace"), sl("chown"), false)
 	if err != nil || len(caps) != 14 || caps[0] != "CAP_DAC_OVERRIDE" || caps[13] != "CAP_SYS_PTRACE" {
 		t.Fatalf("%q %v", caps, err)
+	}
+}
+
+// TestPrivilegedBoundingSet: --privileged grants only what this process's
+// bounding set holds (capset refuses the rest), here without CAP_SYS_TIME (25).
+func TestPrivilegedBoundingSet(t *testing.T) {
+	old := boundingFile
+	defer func() { boundingFile = old }()
+	boundingFile = filepath.Join(t.TempDir(), "status")
+	if err := os.WriteFile(boundingFile, []byte("CapBnd:\t000001fffdffffff\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := gen(t, &Options{Privileged: true})
+	if n := len(s.Process.Capabilities.Bounding); n != 40 || slices.Contains(s.Process.Capabilities.Bounding, "CAP_SYS_TIME") {
+		t.Fatalf("caps %d: %q", n, s.Process.Capabilities.Bounding)
 	}
 }
 
