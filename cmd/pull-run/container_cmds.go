@@ -180,22 +180,31 @@ func stopOptions(cmd *cobra.Command, signal string, timeout int) container.StopO
 	return o
 }
 
-func (a *app) stopCommand() *cobra.Command {
-	var timeout int
-	var signal string
-	cmd := &cobra.Command{
-		Use:   "stop [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Stop one or more running containers",
+// eachCommand builds a command that applies do to every container named on
+// its command line, printing each name as Docker does (stop, kill, pause...).
+func (a *app) eachCommand(use, short string, do func(ctx context.Context, m *container.Manager, name string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.openContainers()
 			if err != nil {
 				return err
 			}
-			o := stopOptions(cmd, signal, timeout)
-			return a.eachContainer(args, func(name string) error { return m.Stop(cmd.Context(), name, o) })
+			return a.eachContainer(args, func(name string) error { return do(cmd.Context(), m, name) })
 		},
 	}
+}
+
+func (a *app) stopCommand() *cobra.Command {
+	var timeout int
+	var signal string
+	var cmd *cobra.Command
+	cmd = a.eachCommand("stop [OPTIONS] CONTAINER [CONTAINER...]", "Stop one or more running containers",
+		func(ctx context.Context, m *container.Manager, name string) error {
+			return m.Stop(ctx, name, stopOptions(cmd, signal, timeout))
+		})
 	timeoutFlag(cmd, &timeout)
 	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
 	return cmd
@@ -204,19 +213,11 @@ func (a *app) stopCommand() *cobra.Command {
 func (a *app) restartCommand() *cobra.Command {
 	var timeout int
 	var signal string
-	cmd := &cobra.Command{
-		Use:   "restart [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Restart one or more containers",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.openContainers()
-			if err != nil {
-				return err
-			}
-			o := stopOptions(cmd, signal, timeout)
-			return a.eachContainer(args, func(name string) error { return m.Restart(cmd.Context(), name, o) })
-		},
-	}
+	var cmd *cobra.Command
+	cmd = a.eachCommand("restart [OPTIONS] CONTAINER [CONTAINER...]", "Restart one or more containers",
+		func(ctx context.Context, m *container.Manager, name string) error {
+			return m.Restart(ctx, name, stopOptions(cmd, signal, timeout))
+		})
 	timeoutFlag(cmd, &timeout)
 	cmd.Flags().StringVarP(&signal, "signal", "s", "", "Signal to send to the container")
 	return cmd
@@ -224,50 +225,20 @@ func (a *app) restartCommand() *cobra.Command {
 
 func (a *app) killCommand() *cobra.Command {
 	var signal string
-	cmd := &cobra.Command{
-		Use:   "kill [OPTIONS] CONTAINER [CONTAINER...]",
-		Short: "Kill one or more running containers",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.openContainers()
-			if err != nil {
-				return err
-			}
-			return a.eachContainer(args, func(name string) error { return m.Kill(cmd.Context(), name, signal) })
-		},
-	}
+	cmd := a.eachCommand("kill [OPTIONS] CONTAINER [CONTAINER...]", "Kill one or more running containers",
+		func(ctx context.Context, m *container.Manager, name string) error { return m.Kill(ctx, name, signal) })
 	cmd.Flags().StringVarP(&signal, "signal", "s", "KILL", "Signal to send to the container")
 	return cmd
 }
 
 func (a *app) pauseCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "pause CONTAINER [CONTAINER...]",
-		Short: "Pause all processes within one or more containers",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.openContainers()
-			if err != nil {
-				return err
-			}
-			return a.eachContainer(args, func(name string) error { return m.Pause(cmd.Context(), name) })
-		},
-	}
+	return a.eachCommand("pause CONTAINER [CONTAINER...]", "Pause all processes within one or more containers",
+		func(ctx context.Context, m *container.Manager, name string) error { return m.Pause(ctx, name) })
 }
 
 func (a *app) unpauseCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "unpause CONTAINER [CONTAINER...]",
-		Short: "Unpause all processes within one or more containers",
-		Args:  minArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := a.openContainers()
-			if err != nil {
-				return err
-			}
-			return a.eachContainer(args, func(name string) error { return m.Unpause(cmd.Context(), name) })
-		},
-	}
+	return a.eachCommand("unpause CONTAINER [CONTAINER...]", "Unpause all processes within one or more containers",
+		func(ctx context.Context, m *container.Manager, name string) error { return m.Unpause(ctx, name) })
 }
 
 // ---------------------------------------------------------------------------------------------
