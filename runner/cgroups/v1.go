@@ -3,12 +3,10 @@ package cgroups
 import (
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -17,17 +15,12 @@ import (
 
 // v1 is the cgroup v1 Manager: one directory per controller hierarchy.
 type v1 struct {
-	o      options
-	path   string            // relative to each hierarchy, cleaned
+	common
 	mounts map[string]string // controller → hierarchy mount point
-	err    error             // construction error, returned by every method
-
-	mu   sync.Mutex
-	warn warnings
 }
 
 func newV1(o options, path string) *v1 {
-	m := &v1{o: o}
+	m := &v1{common: common{o: o}}
 	if m.path, m.err = cleanPath(path); m.err != nil {
 		return m
 	}
@@ -91,54 +84,26 @@ func (m *v1) Paths() map[string]string {
 	return out
 }
 
-func (m *v1) Warnings() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.warn...)
-}
-
 func (m *v1) Create(res *Resources) (err error) {
-	if m.err != nil {
-		return m.err
-	}
-	if res == nil {
-		res = &Resources{}
-	}
-	if err := res.Validate(); err != nil {
+	r, unlock, err := m.begin(res, true)
+	if err != nil {
 		return err
 	}
-	r, w := res.withDefaults(true)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.warn = nil
-	for _, s := range w {
-		m.warn.add(s)
-	}
-
+	defer unlock()
 	var made []string
 	defer func() {
 		if err != nil {
-			for i := len(made) - 1; i >= 0; i-- {
-				_ = m.o.k.rmdir(made[i])
-			}
+			m.rollback(made)
 		}
 	}()
 	cpusetMnt := m.mounts["cpuset"]
 	for _, mnt := range m.mountDirs() {
-		cur := mnt
-		for _, part := range strings.Split(m.path, "/") {
-			parent := cur
-			cur = filepath.Join(cur, part)
-			if err := m.o.k.mkdir(cur); err == nil {
-				made = append(made, cur)
-			} else if !errors.Is(err, fs.ErrExist) {
-				return fmt.Errorf("cgroups: create %s: %w", cur, err)
-			}
-			if mnt == cpusetMnt {
-				if err := m.inheritCpuset(parent, cur); err != nil {
-					return err
-				}
-			}
+		var after func(parent, dir string) error
+		if mnt == cpusetMnt {
+			after = m.inheritCpuset
+		}
+		if err := m.mkdirs(mnt, &made, nil, after); err != nil {
+			return err
 		}
 	}
 	return m.set(&r, false)
@@ -167,22 +132,14 @@ func (m *v1) inheritCpuset(parent, dir string) error {
 }
 
 func (m *v1) Update(res *Resources) error {
-	if m.err != nil {
-		return m.err
-	}
-	if res == nil {
+	if res == nil && m.err == nil {
 		return nil
 	}
-	if err := res.ValidateUpdate(); err != nil {
+	r, unlock, err := m.begin(res, false)
+	if err != nil {
 		return err
 	}
-	r, w := res.withDefaults(false)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.warn = nil
-	for _, s := range w {
-		m.warn.add(s)
-	}
+	defer unlock()
 	for _, d := range m.dirs() {
 		if _, err := os.Stat(d); err != nil {
 			return fmt.Errorf("cgroups: update: %w", err)

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -20,17 +19,12 @@ var v2Controllers = []string{"cpuset", "cpu", "io", "memory", "pids"}
 
 // v2 is the cgroup v2 Manager: one directory in the unified hierarchy.
 type v2 struct {
-	o    options
-	path string
-	dir  string
-	err  error
-
-	mu   sync.Mutex
-	warn warnings
+	common
+	dir string // the cgroup's directory
 }
 
 func newV2(o options, path string) *v2 {
-	m := &v2{o: o}
+	m := &v2{common: common{o: o}}
 	if m.path, m.err = cleanPath(path); m.err == nil {
 		m.dir = filepath.Join(o.root, m.path)
 	}
@@ -44,47 +38,20 @@ func (m *v2) Paths() map[string]string {
 	return map[string]string{"": m.dir}
 }
 
-func (m *v2) Warnings() []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return append([]string(nil), m.warn...)
-}
-
 func (m *v2) Create(res *Resources) (err error) {
-	if m.err != nil {
-		return m.err
-	}
-	if res == nil {
-		res = &Resources{}
-	}
-	if err := res.Validate(); err != nil {
+	r, unlock, err := m.begin(res, true)
+	if err != nil {
 		return err
 	}
-	r, w := res.withDefaults(true)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.warn = nil
-	for _, s := range w {
-		m.warn.add(s)
-	}
-
+	defer unlock()
 	var made []string
 	defer func() {
 		if err != nil {
-			for i := len(made) - 1; i >= 0; i-- {
-				_ = m.o.k.rmdir(made[i])
-			}
+			m.rollback(made)
 		}
 	}()
-	cur := m.o.root
-	for _, part := range strings.Split(m.path, "/") {
-		m.enableControllers(cur)
-		cur = filepath.Join(cur, part)
-		if err := m.o.k.mkdir(cur); err == nil {
-			made = append(made, cur)
-		} else if !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("cgroups: create %s: %w", cur, err)
-		}
+	if err := m.mkdirs(m.o.root, &made, m.enableControllers, nil); err != nil {
+		return err
 	}
 	return m.set(&r, false)
 }
@@ -115,22 +82,14 @@ func (m *v2) enableControllers(dir string) {
 }
 
 func (m *v2) Update(res *Resources) error {
-	if m.err != nil {
-		return m.err
-	}
-	if res == nil {
+	if res == nil && m.err == nil {
 		return nil
 	}
-	if err := res.ValidateUpdate(); err != nil {
+	r, unlock, err := m.begin(res, false)
+	if err != nil {
 		return err
 	}
-	r, w := res.withDefaults(false)
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.warn = nil
-	for _, s := range w {
-		m.warn.add(s)
-	}
+	defer unlock()
 	if _, err := os.Stat(m.dir); err != nil {
 		return fmt.Errorf("cgroups: update: %w", err)
 	}
