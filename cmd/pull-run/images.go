@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"path"
@@ -476,7 +474,7 @@ func (a *app) runImageInspect(args []string, format string) error {
 		return err
 	}
 	defer store.Close()
-	var found []*image.InspectResponse
+	var found []any
 	var errs []string
 	for _, arg := range args {
 		r, err := store.Inspect(arg)
@@ -486,38 +484,8 @@ func (a *app) runImageInspect(args []string, format string) error {
 		}
 		found = append(found, r)
 	}
-	if format == "" || format == "json" {
-		b, err := json.MarshalIndent(found, "", "    ")
-		if err != nil {
-			return err
-		}
-		if found == nil {
-			b = []byte("[]")
-		}
-		fmt.Fprintf(a.stdout, "%s\n", b)
-	} else {
-		tmpl, err := parseTemplate(format)
-		if err != nil {
-			return err
-		}
-		for _, r := range found {
-			// Templates see the JSON (Docker's field names: .Id, .Config.Env, .RootFS.Layers).
-			b, err := json.Marshal(r)
-			if err != nil {
-				return err
-			}
-			var v any
-			dec := json.NewDecoder(bytes.NewReader(b))
-			dec.UseNumber()
-			if err := dec.Decode(&v); err != nil {
-				return err
-			}
-			var buf bytes.Buffer
-			if err := tmpl.Execute(&buf, v); err != nil {
-				return fmt.Errorf("template: %w", err)
-			}
-			fmt.Fprintln(a.stdout, buf.String())
-		}
+	if err := a.printInspect(found, format); err != nil {
+		return err
 	}
 	if len(errs) > 0 {
 		for _, e := range errs {
