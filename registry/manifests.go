@@ -129,7 +129,7 @@ func (h *handler) tags(w http.ResponseWriter, r *http.Request, rt route) {
 	}{rt.name, page})
 }
 
-func (h *handler) catalog(w http.ResponseWriter, r *http.Request) {
+func (h *handler) catalog(w http.ResponseWriter, r *http.Request, _ route) {
 	all, err := h.st.Catalog(r.Context())
 	if err != nil {
 		h.writeError(w, r, err)

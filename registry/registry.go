@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/registry/store"
@@ -62,88 +63,44 @@ func (h *handler) serveAPI(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, err)
 		return
 	}
-	m := r.Method
-	switch rt.kind {
-	case routeBase:
-		if m == http.MethodGet || m == http.MethodHead {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Content-Length", "2")
-			if m == http.MethodGet {
-				_, _ = w.Write([]byte("{}"))
-			}
+	var allow []string
+	for _, e := range endpoints[rt.kind] {
+		if e.method == r.Method {
+			e.serve(h, w, r, rt)
 			return
 		}
-	case routeCatalog:
-		if m == http.MethodGet {
-			h.catalog(w, r)
-			return
-		}
-	case routeTags:
-		if m == http.MethodGet {
-			h.tags(w, r, rt)
-			return
-		}
-	case routeReferrers:
-		if m == http.MethodGet {
-			h.referrers(w, r, rt)
-			return
-		}
-	case routeManifest:
-		switch m {
-		case http.MethodGet, http.MethodHead:
-			h.getManifest(w, r, rt)
-			return
-		case http.MethodPut:
-			h.putManifest(w, r, rt)
-			return
-		case http.MethodDelete:
-			h.deleteManifest(w, r, rt)
-			return
-		}
-	case routeBlob:
-		switch m {
-		case http.MethodGet, http.MethodHead:
-			h.getBlob(w, r, rt)
-			return
-		case http.MethodDelete:
-			h.deleteBlob(w, r, rt)
-			return
-		}
-	case routeUploadStart:
-		if m == http.MethodPost {
-			h.startUpload(w, r, rt)
-			return
-		}
-	case routeUpload:
-		switch m {
-		case http.MethodGet:
-			h.uploadStatus(w, r, rt)
-			return
-		case http.MethodPatch:
-			h.patchUpload(w, r, rt)
-			return
-		case http.MethodPut:
-			h.putUpload(w, r, rt)
-			return
-		case http.MethodDelete:
-			h.cancelUpload(w, r, rt)
-			return
-		}
+		allow = append(allow, e.method)
 	}
-	w.Header().Set("Allow", allowed[rt.kind])
+	w.Header().Set("Allow", strings.Join(allow, ", "))
 	h.writeError(w, r, errMethod)
 }
 
-// allowed lists the methods each endpoint serves, for 405 answers.
-var allowed = map[routeKind]string{
-	routeBase:        "GET, HEAD",
-	routeCatalog:     "GET",
-	routeTags:        "GET",
-	routeReferrers:   "GET",
-	routeManifest:    "GET, HEAD, PUT, DELETE",
-	routeBlob:        "GET, HEAD, DELETE",
-	routeUploadStart: "POST",
-	routeUpload:      "GET, PATCH, PUT, DELETE",
+// serveFunc answers one method of one endpoint.
+type serveFunc func(h *handler, w http.ResponseWriter, r *http.Request, rt route)
+
+// endpoints maps each endpoint to the methods it serves; anything else is a
+// 405 whose Allow header lists them.
+var endpoints = map[routeKind][]struct {
+	method string
+	serve  serveFunc
+}{
+	routeBase:        {{http.MethodGet, (*handler).ping}, {http.MethodHead, (*handler).ping}},
+	routeCatalog:     {{http.MethodGet, (*handler).catalog}},
+	routeTags:        {{http.MethodGet, (*handler).tags}},
+	routeReferrers:   {{http.MethodGet, (*handler).referrers}},
+	routeManifest:    {{http.MethodGet, (*handler).getManifest}, {http.MethodHead, (*handler).getManifest}, {http.MethodPut, (*handler).putManifest}, {http.MethodDelete, (*handler).deleteManifest}},
+	routeBlob:        {{http.MethodGet, (*handler).getBlob}, {http.MethodHead, (*handler).getBlob}, {http.MethodDelete, (*handler).deleteBlob}},
+	routeUploadStart: {{http.MethodPost, (*handler).startUpload}},
+	routeUpload:      {{http.MethodGet, (*handler).uploadStatus}, {http.MethodPatch, (*handler).patchUpload}, {http.MethodPut, (*handler).putUpload}, {http.MethodDelete, (*handler).cancelUpload}},
+}
+
+// ping answers /v2/: the API is there (an empty JSON object).
+func (h *handler) ping(w http.ResponseWriter, r *http.Request, _ route) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	if r.Method == http.MethodGet {
+		_, _ = w.Write([]byte("{}"))
+	}
 }
 
 // statusRecorder captures what a handler answered, for the access log.
