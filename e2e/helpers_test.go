@@ -219,10 +219,8 @@ func startRegistry(t *testing.T, name, bin string, strictExit bool, root string)
 }
 
 func tryStartRegistry(t *testing.T, name, bin string, strictExit bool, root string) (*registryServer, error) {
-	t.Helper()
-	dir := t.TempDir()
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	cfg := fmt.Sprintf(`version: 0.1
+	return tryStartRegistryConfig(t, name, bin, strictExit, root, func(addr string) string {
+		return fmt.Sprintf(`version: 0.1
 log:
   level: info
 storage:
@@ -233,71 +231,7 @@ storage:
 http:
   addr: %s
 `, root, addr)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		return nil, err
-	}
-	logPath := filepath.Join(dir, name+".log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	s := &registryServer{Name: name, Addr: addr, Root: root, LogPath: logPath, bin: bin,
-		strictExit: strictExit, done: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve", cfgPath)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	s.cmd.Dir = dir
-	// Keep the environment from configuring the server behind our back.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "REGISTRY_") {
-			s.cmd.Env = append(s.cmd.Env, kv)
-		}
-	}
-	t.Logf("$ %s serve %s  # %s on %s, root %s", bin, cfgPath, name, addr, root)
-	if err := s.cmd.Start(); err != nil {
-		logf.Close()
-		return nil, err
-	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		logf.Close()
-		close(s.done)
-	}()
-
-	deadline := time.Now().Add(20 * time.Second)
-	client := &http.Client{Timeout: 2 * time.Second}
-	for {
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("%s exited before serving (%v); log:\n%s", name, s.waitErr, s.logTail(40))
-		default:
-		}
-		resp, err := client.Get("http://" + addr + "/v2/")
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK || resp.StatusCode == http.StatusUnauthorized {
-				break
-			}
-			err = fmt.Errorf("GET /v2/: %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			_ = s.cmd.Process.Kill()
-			<-s.done
-			return nil, fmt.Errorf("%s not ready on %s after 20s: %v; log:\n%s", name, addr, err, s.logTail(40))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Cleanup(func() {
-		s.Stop(t)
-		if t.Failed() {
-			t.Logf("--- %s log (%s), last lines:\n%s", name, s.LogPath, s.logTail(60))
-			if p := s.panics(); p != "" {
-				t.Errorf("%s logged panics:\n%s", name, p)
-			}
-		}
 	})
-	return s, nil
 }
 
 // panics returns the log lines around recovered handler panics ("http: panic serving ...").
