@@ -90,20 +90,9 @@ docker_ok=""
 base=""
 PR=() # pull-run with the bench's state root
 
-stop_pid() {
-	local pid=$1 secs=${2:-15}
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq $((secs * 10))); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid did not stop on SIGTERM, killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
+# stop_pid and start_dockerd: scripts/lib/procs.sh
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
@@ -132,23 +121,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-start_dockerd() {
-	command -v dockerd >/dev/null || return 1
-	log "docker info fails: starting dockerd (log $OUTDIR/dockerd.log)"
-	setsid dockerd --host unix:///var/run/docker.sock --data-root /var/lib/docker >"$OUTDIR/dockerd.log" 2>&1 &
-	dockerd_pid=$!
-	for _ in $(seq 240); do
-		docker info >/dev/null 2>&1 && return 0
-		kill -0 "$dockerd_pid" 2>/dev/null || {
-			dockerd_pid=""
-			tail -n 20 "$OUTDIR/dockerd.log" >&2
-			return 1
-		}
-		sleep 0.25
-	done
-	return 1
-}
 
 # ---------------------------------------------------------------------------------------------
 # build, image, registry
