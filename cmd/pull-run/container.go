@@ -100,6 +100,9 @@ func (a *app) containerCommand() *cobra.Command {
 		a.execCommand(), a.attachCommand(), a.stopCommand(), a.killCommand(), a.restartCommand(),
 		a.pauseCommand(), a.unpauseCommand(), rm, a.containerInspectCommand(), a.waitCommand(),
 		a.topCommand(), a.statsCommand(), a.renameCommand(), a.containerPruneCommand())
+	for _, build := range containerCommandSets {
+		cmd.AddCommand(build(a)...)
+	}
 	return cmd
 }
 
@@ -111,6 +114,15 @@ func (a *app) containerCommands() []*cobra.Command {
 		a.pauseCommand(), a.unpauseCommand(), a.rmCommand(), a.inspectCommand(), a.waitCommand(),
 		a.topCommand(), a.statsCommand(), a.renameCommand(), a.containerCommand(), a.systemCommand(),
 	}
+}
+
+// containerCommandSets are `container` subcommands other files add in their init functions
+// (cp, diff, export, commit, port live next to their top-level forms).
+var containerCommandSets []func(a *app) []*cobra.Command
+
+// registerContainerCommands adds `container` subcommands (from an init function).
+func registerContainerCommands(build func(a *app) []*cobra.Command) {
+	containerCommandSets = append(containerCommandSets, build)
 }
 
 // systemCommand is `system boot`.

@@ -401,7 +401,19 @@ func (a *app) imageCommand() *cobra.Command {
 	}
 	pull := a.pullCommand()
 	cmd.AddCommand(a.imageListCommand(), a.imageRemoveCommand(), pull, a.imagePruneCommand(), a.imageInspectCommand())
+	for _, build := range imageCommandSets {
+		cmd.AddCommand(build(a)...)
+	}
 	return cmd
+}
+
+// imageCommandSets are `image` subcommands other files add in their init functions
+// (tag, push, save, load, import live next to their top-level forms).
+var imageCommandSets []func(a *app) []*cobra.Command
+
+// registerImageCommands adds `image` subcommands (from an init function).
+func registerImageCommands(build func(a *app) []*cobra.Command) {
+	imageCommandSets = append(imageCommandSets, build)
 }
 
 func (a *app) imagePruneCommand() *cobra.Command {

@@ -133,7 +133,19 @@ func (a *app) rootCommand() *cobra.Command {
 	root.AddCommand(a.pullCommand(), a.imagesCommand(), a.rmiCommand(), a.imageCommand(),
 		a.loginCommand(), a.logoutCommand())
 	root.AddCommand(a.containerCommands()...)
+	for _, build := range commandSets {
+		root.AddCommand(build(a)...)
+	}
 	return root
+}
+
+// commandSets are the command groups files add in their init functions (network, volume,
+// image transfer…), so that each group lives in its own file.
+var commandSets []func(a *app) []*cobra.Command
+
+// registerCommands adds a group of top-level commands (from an init function).
+func registerCommands(build func(a *app) []*cobra.Command) {
+	commandSets = append(commandSets, build)
 }
 
 // fileConfig is the optional --config file.
