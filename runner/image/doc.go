@@ -1,8 +1,9 @@
 // Package image is pull-run's local image store: the content store of manifests, indexes and
 // configs, the image records and their references (name:tag and name@digest), Pull from any
 // OCI registry (index → platform → config + layers, each layer unpacked once into a shared
-// snapshot of runner/snapshot), and the image commands' operations: Images, Lookup, Inspect,
-// Remove and Prune.
+// snapshot of runner/snapshot), the image commands' operations (Images, Lookup, Inspect,
+// Remove, Prune, Tag), and the way back: Create (new images from layer tars: commit, import,
+// load), Push, Save and Load (docker-archive and OCI image layout tars), Import.
 //
 // There is no daemon: every pull-run command opens the Store, whose state is rebuilt from the
 // files below on each call, and several pull-run processes may use one state root at once.
@@ -25,9 +26,15 @@
 //	                                    repositories each compressed layer can be fetched from
 //	                                    again (for push), platform, creation and pull times
 //	<root>/content/sha256/<hex>         manifests, indexes and configs, verified against their
-//	                                    digest before they are written (compressed layers are
-//	                                    never kept: a pulled image costs its unpacked size)
-//	<root>/leases/<pid>-<n>.json        a pull in progress: the chain IDs and content it is
+//	                                    digest before they are written, and the compressed
+//	                                    layers of images made here (Create: commit, import,
+//	                                    load), which push and save read; pulled layers are not
+//	                                    kept (a pulled image costs its unpacked size): push and
+//	                                    save fetch them again from the registry they came from
+//	<root>/tmp/                         layers being compressed and archives being loaded,
+//	                                    before they move into content (what a killed process
+//	                                    left there is removed by rmi and prune after a day)
+//	<root>/leases/<pid>-<n>.json        a pull or create in progress: the chain IDs and content it is
 //	                                    about to record. The pulling process holds a flock on
 //	                                    it; garbage collection spares what a live lease names
 //	                                    and deletes leases whose lock is free (dead pulls)

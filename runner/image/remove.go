@@ -179,30 +179,12 @@ func (s *Store) deleteImages(st *state, imgs []*Image) ([]DeleteItem, int64, err
 // It runs under the exclusive store lock. It returns the freed chain IDs (those of order
 // first, in that order) and the bytes reclaimed.
 func (s *Store) collect(st *state, sizes map[digest.Digest]int64, order []digest.Digest) ([]digest.Digest, int64, error) {
-	usedChains := map[digest.Digest]bool{}
-	usedContent := map[digest.Digest]bool{}
-	for _, img := range st.images {
-		for _, l := range img.Layers {
-			usedChains[l.ChainID] = true
-		}
-		usedContent[img.Config.Digest] = true
-		usedContent[img.Manifest.Digest] = true
-		if img.Index != nil {
-			usedContent[img.Index.Digest] = true
-		}
-	}
-	leases, err := s.liveLeases()
+	u, err := s.used(st)
 	if err != nil {
 		return nil, 0, err
 	}
-	for _, l := range leases {
-		for _, c := range l.ChainIDs {
-			usedChains[c] = true
-		}
-		for _, c := range l.Content {
-			usedContent[c] = true
-		}
-	}
+	usedChains, usedContent := u.chains, u.content
+	s.cleanTmp()
 	infos, err := s.snaps.List()
 	if err != nil {
 		return nil, 0, err
@@ -243,7 +225,7 @@ func (s *Store) collect(st *state, sizes map[digest.Digest]int64, order []digest
 		freed = append(freed, c)
 		reclaimed += size
 	}
-	// Content (manifests, indexes, configs).
+	// Content (manifests, indexes, configs, kept layer blobs).
 	cdir := filepath.Join(s.root, "content", "sha256")
 	ents, err := os.ReadDir(cdir)
 	if err != nil {
