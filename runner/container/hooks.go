@@ -42,6 +42,10 @@ type Hook struct {
 	Prestart func(env HookEnv) error
 	Poststop func(env HookEnv) error
 	Remove   func(env HookEnv, volumes bool) error
+	// Inspect completes what inspect shows of the container (its network settings); running
+	// tells whether the container is running. Summary does the same for ps.
+	Inspect func(env HookEnv, running bool, r *InspectResult)
+	Summary func(env HookEnv, running bool, s *Summary)
 }
 
 var hookRegistry struct {
@@ -132,4 +136,22 @@ func (c *Container) runRemoveHooks(dir string, volumes bool) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// decorateInspect lets the container's hooks complete an inspect result.
+func (c *Container) decorateInspect(dir string, running bool, r *InspectResult) {
+	for _, ref := range c.Hooks {
+		if h, ok := lookupHook(ref.Name); ok && h.Inspect != nil {
+			h.Inspect(c.hookEnv(ref, 0, dir), running, r)
+		}
+	}
+}
+
+// decorateSummary lets the container's hooks complete a ps line.
+func (c *Container) decorateSummary(dir string, running bool, s *Summary) {
+	for _, ref := range c.Hooks {
+		if h, ok := lookupHook(ref.Name); ok && h.Summary != nil {
+			h.Summary(c.hookEnv(ref, 0, dir), running, s)
+		}
+	}
 }

@@ -57,10 +57,52 @@ type GraphDriver struct {
 	Data map[string]string `json:"Data"`
 }
 
-// NetworkSettings is inspect's "NetworkSettings" (the network layer fills it later).
+// NetworkSettings is inspect's "NetworkSettings", filled by the network layer's hook. The
+// top-level address fields describe the default bridge network only, as in Docker.
 type NetworkSettings struct {
-	SandboxKey string         `json:"SandboxKey"`
-	Networks   map[string]any `json:"Networks"`
+	Bridge      string                       `json:"Bridge"`
+	SandboxID   string                       `json:"SandboxID"`
+	SandboxKey  string                       `json:"SandboxKey"`
+	Ports       map[string][]PortBinding     `json:"Ports"`
+	EndpointID  string                       `json:"EndpointID"`
+	Gateway     string                       `json:"Gateway"`
+	IPAddress   string                       `json:"IPAddress"`
+	IPPrefixLen int                          `json:"IPPrefixLen"`
+	MacAddress  string                       `json:"MacAddress"`
+	Networks    map[string]*EndpointSettings `json:"Networks"`
+}
+
+// PortBinding is a published port's host side.
+type PortBinding struct {
+	HostIP   string `json:"HostIp"`
+	HostPort string `json:"HostPort"`
+}
+
+// EndpointSettings is one network of inspect's NetworkSettings.Networks.
+type EndpointSettings struct {
+	IPAMConfig  *EndpointIPAMConfig `json:"IPAMConfig"`
+	Links       []string            `json:"Links"`
+	Aliases     []string            `json:"Aliases"`
+	MacAddress  string              `json:"MacAddress"`
+	NetworkID   string              `json:"NetworkID"`
+	EndpointID  string              `json:"EndpointID"`
+	Gateway     string              `json:"Gateway"`
+	IPAddress   string              `json:"IPAddress"`
+	IPPrefixLen int                 `json:"IPPrefixLen"`
+	DNSNames    []string            `json:"DNSNames"`
+}
+
+// EndpointIPAMConfig is an endpoint's requested address (--ip).
+type EndpointIPAMConfig struct {
+	IPv4Address string `json:"IPv4Address,omitempty"`
+}
+
+// SummaryPort is one published port in ps's Ports.
+type SummaryPort struct {
+	IP          string `json:"IP,omitempty"`
+	PrivatePort int    `json:"PrivatePort"`
+	PublicPort  int    `json:"PublicPort,omitempty"`
+	Type        string `json:"Type"`
 }
 
 // Inspect returns the container as docker inspect shows it.
@@ -69,7 +111,9 @@ func (m *Manager) Inspect(ctx context.Context, nameOrID string) (*InspectResult,
 	if err != nil {
 		return nil, err
 	}
-	return c.inspect(st), nil
+	r := c.inspect(st)
+	c.decorateInspect(m.s.Dir(c.ID), st.Status.Active(), r)
+	return r, nil
 }
 
 func (c *Container) inspect(st *State) *InspectResult {
@@ -94,7 +138,7 @@ func (c *Container) inspect(st *State) *InspectResult {
 			"WorkDir":   c.Rootfs.Work,
 			"MergedDir": c.Rootfs.Path,
 		}},
-		NetworkSettings: NetworkSettings{Networks: map[string]any{}},
+		NetworkSettings: NetworkSettings{Ports: map[string][]PortBinding{}, Networks: map[string]*EndpointSettings{}},
 		State: InspectState{
 			Status:     string(st.Status),
 			Running:    st.Status == StatusRunning || st.Status == StatusPaused || st.Status == StatusRestarting,
@@ -134,7 +178,7 @@ type Summary struct {
 	ImageID    string            `json:"ImageID"`
 	Command    string            `json:"Command"`
 	Created    int64             `json:"Created"`
-	Ports      []any             `json:"Ports"`
+	Ports      []SummaryPort     `json:"Ports"`
 	Labels     map[string]string `json:"Labels"`
 	State      string            `json:"State"`
 	Status     string            `json:"Status"`
@@ -252,7 +296,7 @@ func (m *Manager) List(ctx context.Context, o ListOptions) ([]Summary, error) {
 			Image:        c.ImageRef,
 			ImageID:      c.Image,
 			Created:      c.Created.Unix(),
-			Ports:        []any{},
+			Ports:        []SummaryPort{},
 			Labels:       c.Config.Labels,
 			State:        string(st.Status),
 			Status:       statusString(st, now),
@@ -264,6 +308,7 @@ func (m *Manager) List(ctx context.Context, o ListOptions) ([]Summary, error) {
 			s.Command = strings.Join(c.Spec.Process.Args, " ")
 		}
 		s.HostConfig.NetworkMode = c.HostConfig.NetworkMode
+		c.decorateSummary(m.s.Dir(c.ID), st.Status.Active(), &s)
 		out = append(out, s)
 		if o.Latest && len(out) == 1 || o.Limit > 0 && len(out) == o.Limit {
 			break
