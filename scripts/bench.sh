@@ -33,6 +33,13 @@
 #   BENCH_PULL          0 skips the pull benchmark run at the end [1]: scripts/bench-pull.sh,
 #                       pull-run pull against docker pull and podman pull (its own knobs,
 #                       BENCH_PULL_*, are described there)
+#   BENCH_PUSH          0 skips the push benchmark [1]: scripts/bench-push.sh, pull-run push
+#                       against docker push (knobs BENCH_PUSH_*, described there)
+#   BENCH_COMMIT        0 skips the commit benchmark [1]: scripts/bench-commit.sh, pull-run
+#                       commit of 10,000 changed files against docker commit
+#   BENCH_NET           0 skips the network benchmark [1]: scripts/bench-net.sh, run -d on a
+#                       bridge against --network none, and HTTP throughput through a
+#                       published port against the container's address (knobs BENCH_NET_*)
 #
 # Exits non-zero if any registry failed to build, start or run cleanly;
 # the rows of the others are still printed.
@@ -471,5 +478,17 @@ if [[ ${BENCH_PULL:-1} != 0 ]]; then
 fi
 if [[ ${BENCH_RUN:-1} != 0 ]]; then # pull-run run: scripts/bench-run.sh (BENCH_RUN=0 skips it)
 	printf '\nRun (scripts/bench-run.sh; BENCH_RUN=0 skips it)\n'; BENCH_RUN_OUTDIR=$OUTDIR/run bash scripts/bench-run.sh || status=1
+fi
+if [[ ${BENCH_PUSH:-1} != 0 ]]; then # pull-run push vs docker push: scripts/bench-push.sh (BENCH_PUSH=0 skips it)
+	printf '\nPush (scripts/bench-push.sh; BENCH_PUSH=0 skips it)\n'
+	BENCH_PUSH_OUTDIR=$OUTDIR/push bash scripts/bench-push.sh || status=1
+fi
+if [[ ${BENCH_COMMIT:-1} != 0 ]]; then # commit of 10,000 changed files vs docker commit: scripts/bench-commit.sh (BENCH_COMMIT=0 skips it)
+	printf '\nCommit (scripts/bench-commit.sh; BENCH_COMMIT=0 skips it)\n'
+	BENCH_COMMIT_OUTDIR=$OUTDIR/commit bash scripts/bench-commit.sh || status=1
+fi
+if [[ ${BENCH_NET:-1} != 0 ]]; then # bridge setup cost and published-port throughput: scripts/bench-net.sh (BENCH_NET=0 skips it)
+	printf '\nNetwork (scripts/bench-net.sh; BENCH_NET=0 skips it)\n'
+	BENCH_NET_OUTDIR=$OUTDIR/net bash scripts/bench-net.sh || status=1
 fi
 exit "$status"

@@ -140,13 +140,17 @@ func (a *app) systemCommand() *cobra.Command {
 		Short: "Start the containers whose restart policy asks for it (at machine start)",
 		Long: "Start, at machine start, the containers whose restart policy asks for it, as the\n" +
 			"Docker daemon does when it starts: always, unless-stopped (unless stopped by hand),\n" +
-			"on-failure (after a failure). Runs that ended with the machine are recorded first.\n" +
+			"on-failure (after a failure). Runs that ended with the machine are recorded first,\n" +
+			"and what networks of runs that ended left (addresses, links, rules) is cleaned up.\n" +
 			"contrib/systemd/pull-run-boot.service runs it.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			m, err := a.openContainers()
 			if err != nil {
 				return err
+			}
+			if err := a.cleanupNetworks(cmd.Context()); err != nil {
+				fmt.Fprintf(a.stderr, "WARNING: network clean-up: %v\n", err)
 			}
 			started, err := m.Boot(cmd.Context())
 			for _, id := range started {

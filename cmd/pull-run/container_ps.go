@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -149,7 +150,21 @@ func newPsRow(s container.Summary, trunc bool, now time.Time) psRow {
 		mounts = append(mounts, name)
 	}
 	r.Mounts = strings.Join(mounts, ",")
+	r.Ports = formatSummaryPorts(s.Ports)
 	return r
+}
+
+// formatSummaryPorts is ps's PORTS column: "0.0.0.0:8080->80/tcp, 53/udp".
+func formatSummaryPorts(ps []container.SummaryPort) string {
+	var out []string
+	for _, p := range ps {
+		if p.PublicPort == 0 {
+			out = append(out, fmt.Sprintf("%d/%s", p.PrivatePort, p.Type))
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s->%d/%s", net.JoinHostPort(p.IP, strconv.Itoa(p.PublicPort)), p.PrivatePort, p.Type))
+	}
+	return strings.Join(out, ", ")
 }
 
 // ellipsis cuts s to n characters, the last one "…", as Docker's table columns do.

@@ -31,9 +31,6 @@ func TestRunBadFlags(t *testing.T) {
 		{[]string{"--restart", "bogus"}, "invalid restart policy: unknown policy 'bogus'"},
 		{[]string{"--restart", "always:3"}, "maximum retry count can only be used with 'on-failure'"},
 		{[]string{"--rm", "--restart", "always"}, "pull-run: Conflicting options: --restart and --rm.\n"},
-		{[]string{"--network", "bridge"}, "bridge networking is not available yet"},
-		{[]string{"--network", "container:x"}, `network mode "container:x" is not available yet`},
-		{[]string{"--network", "mynet"}, "network mynet not found"},
 		{[]string{"--ulimit", "nofile"}, "invalid ulimit argument: nofile"},
 		{[]string{"--cap-add", "FOO"}, `unknown capability: "CAP_FOO"`},
 		{[]string{"--pull", "sometimes"}, `invalid pull option: 'sometimes'`},
@@ -61,10 +58,23 @@ func TestRunBadFlags(t *testing.T) {
 	if r.code != 125 || r.stderr != "pull-run: No such image: busybox:latest.\n" {
 		t.Errorf("run --pull never: %+v", r)
 	}
-	// The default network is none for now, with a warning.
-	r = runCLI(t, "", "--root", root, "--runroot", runroot, "run", "--pull", "never", "busybox", "true")
-	if !strings.HasPrefix(r.stderr, bridgeWarning+"\n") {
-		t.Errorf("no bridge warning: %q", r.stderr)
+	// Network flags are checked before anything is looked up, with Docker's messages.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--network", "container:", "busybox"}, "invalid container format container:<name|id>"},
+		{[]string{"--network", "container:x", "-p", "80", "busybox"}, "conflicting options: port publishing and the container type network mode"},
+		{[]string{"--network", "container:x", "-h", "h", "busybox"}, "conflicting options: hostname and the network mode"},
+		{[]string{"--ip", "10.1.2.3", "busybox"}, "user specified IP address is supported on user defined networks only"},
+		{[]string{"--network", "none", "--network-alias", "a", "busybox"}, "network-scoped alias is supported only for containers in user defined networks"},
+		{[]string{"--network", "n", "--ip", "10.1.2", "busybox"}, "invalid IPv4 address: 10.1.2"},
+		{[]string{"--expose", "x", "busybox"}, "invalid range format for --expose"},
+	} {
+		r := runCLI(t, "", append([]string{"--root", root, "--runroot", runroot, "run", "--pull", "never"}, c.args...)...)
+		if r.code != 125 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("run %v: exit %d, stderr %q; want 125 and %q", c.args, r.code, r.stderr, c.want)
+		}
 	}
 	// -it needs a terminal.
 	r = runCLI(t, "", "--root", root, "--runroot", runroot, "run", "-it", "--network", "none", "busybox", "sh")
@@ -183,10 +193,13 @@ func TestHelpers(t *testing.T) {
 	if _, err := parseLogTime("yesterday", now); err == nil {
 		t.Error("parseLogTime accepted yesterday")
 	}
-	for in, want := range map[string]string{"default": "none", "none": "none", "host": "host"} {
-		if got, warn, err := networkMode(in); got != want || err != nil || warn != (in == "default") {
-			t.Errorf("networkMode(%q) = %q %v %v", in, got, warn, err)
+	for in, want := range map[string]string{"default": "bridge", "": "bridge", "none": "none", "host": "host", "mynet": "mynet", "container:web": "container:web"} {
+		if got, err := planNetworkFlags(&runOptions{network: in}); err != nil || got.mode != want {
+			t.Errorf("planNetworkFlags(%q) = %+v %v", in, got, err)
 		}
+	}
+	if ks, err := parseExpose("8000-8002/udp"); err != nil || strings.Join(ks, ",") != "8000/udp,8001/udp,8002/udp" {
+		t.Errorf("parseExpose: %v %v", ks, err)
 	}
 	if kv, err := keyValues("label", []string{"a=1", "b", "c=x=y"}, true); err != nil || kv["a"] != "1" || kv["b"] != "" || kv["c"] != "x=y" {
 		t.Errorf("keyValues: %v %v", kv, err)

@@ -56,6 +56,10 @@ type runOptions struct {
 	sysctls     []string
 	devices     []string
 	tmpfs       []string
+	volumes     []string
+	mounts      []string
+	volumesFrom []string
+	volPlan     *volumePlan // parsed by planVolumes
 
 	memory            memBytes
 	memorySwap        memSwapBytes
@@ -77,6 +81,11 @@ type runOptions struct {
 	stopSignal  string
 	stopTimeout int
 	network     string
+	publish     []string
+	publishAll  bool
+	expose      []string
+	ip          string
+	aliases     []string
 	dns         []string
 	dnsSearch   []string
 	dnsOptions  []string
@@ -85,11 +94,8 @@ type runOptions struct {
 	logOpts     []string
 }
 
-// defaultNetwork is the --network default: Docker's bridge, which Berth does not have yet.
+// defaultNetwork is the --network default: Docker's default bridge network.
 const defaultNetwork = "default"
-
-// Warning printed when the default network is asked for.
-const bridgeWarning = "WARNING: bridge networking is not available yet; the container runs with --network none"
 
 func addRunFlags(f *pflag.FlagSet, o *runOptions, run bool) {
 	f.SetInterspersed(false)             // IMAGE [COMMAND] [ARG...]: flags after IMAGE are the command's
@@ -127,6 +133,9 @@ func addRunFlags(f *pflag.FlagSet, o *runOptions, run bool) {
 	f.StringArrayVar(&o.sysctls, "sysctl", nil, "Sysctl options")
 	f.StringArrayVar(&o.devices, "device", nil, "Add a host device to the container")
 	f.StringArrayVar(&o.tmpfs, "tmpfs", nil, "Mount a tmpfs directory")
+	f.StringArrayVarP(&o.volumes, "volume", "v", nil, "Bind mount a volume")
+	f.StringArrayVar(&o.mounts, "mount", nil, "Attach a filesystem mount to the container")
+	f.StringArrayVar(&o.volumesFrom, "volumes-from", nil, "Mount volumes from the specified container(s)")
 
 	f.VarP(&o.memory, "memory", "m", "Memory limit")
 	f.Var(&o.memorySwap, "memory-swap", "Swap limit equal to memory plus swap: '-1' to enable unlimited swap")
@@ -147,9 +156,14 @@ func addRunFlags(f *pflag.FlagSet, o *runOptions, run bool) {
 	f.StringVar(&o.restart, "restart", container.RestartNo, "Restart policy to apply when a container exits")
 	f.StringVar(&o.stopSignal, "stop-signal", "", "Signal to stop the container")
 	f.IntVar(&o.stopTimeout, "stop-timeout", 0, "Timeout (in seconds) to stop a container")
-	f.StringVar(&o.network, "network", defaultNetwork, `Connect a container to a network ("none" or "host")`)
+	f.StringVar(&o.network, "network", defaultNetwork, `Connect a container to a network ("bridge", "none", "host", "container:<name|id>" or a network's name)`)
 	f.StringVar(&o.network, "net", defaultNetwork, "Connect a container to a network")
 	f.MarkHidden("net")
+	f.StringArrayVarP(&o.publish, "publish", "p", nil, "Publish a container's port(s) to the host")
+	f.BoolVarP(&o.publishAll, "publish-all", "P", false, "Publish all exposed ports to random ports")
+	f.StringArrayVar(&o.expose, "expose", nil, "Expose a port or a range of ports")
+	f.StringVar(&o.ip, "ip", "", "IPv4 address (e.g., 172.30.100.104)")
+	f.StringArrayVar(&o.aliases, "network-alias", nil, "Add network-scoped alias for the container")
 	f.StringArrayVar(&o.dns, "dns", nil, "Set custom DNS servers")
 	f.StringArrayVar(&o.dnsSearch, "dns-search", nil, "Set custom DNS search domains")
 	f.StringArrayVar(&o.dnsOptions, "dns-option", nil, "Set DNS options")
@@ -223,31 +237,15 @@ func readLabelFile(path string) ([]string, error) {
 	return out, sc.Err()
 }
 
-// networkMode checks --network: "none" and "host" are supported; the default (Docker's
-// bridge) runs as none with a warning; bridge and user networks are errors until the
-// network layer comes.
-func networkMode(v string) (mode string, warn bool, err error) {
-	switch v {
-	case defaultNetwork, "":
-		return "none", true, nil
-	case "none", "host":
-		return v, false, nil
-	case "bridge":
-		return "", false, errors.New("bridge networking is not available yet: use --network none or --network host")
-	}
-	if strings.HasPrefix(v, "container:") {
-		return "", false, fmt.Errorf("network mode %q is not available yet: use --network none or --network host", v)
-	}
-	return "", false, fmt.Errorf("network %s not found: user-defined networks are not available yet (use --network none or --network host)", v)
-}
-
 // createPlan is what the flags decided, before the image is known.
 type createPlan struct {
-	create     container.CreateOptions
-	spec       spec.Options
-	netMode    string
-	netWarning bool
-	warnings   []string
+	create   container.CreateOptions
+	spec     spec.Options
+	netMode  string
+	net      *netPlan
+	warnings []string
+	// userNetwork: the container is on a user-defined network (embedded DNS).
+	userNetwork bool
 }
 
 // plan validates the flags and turns them into create options. It touches no store, so
@@ -262,9 +260,11 @@ func (a *app) plan(cmd *cobra.Command, o *runOptions, args []string, run bool) (
 		return nil, fmt.Errorf(`invalid pull option: '%s': must be one of "always", "missing" or "never"`, o.pull)
 	}
 	var err error
-	if p.netMode, p.netWarning, err = networkMode(o.network); err != nil {
+	if p.net, err = planNetworkFlags(o); err != nil {
 		return nil, err
 	}
+	p.netMode = p.net.mode
+	p.warnings = append(p.warnings, p.net.warnings...)
 	restart, err := container.ParseRestartPolicy(o.restart)
 	if err != nil {
 		return nil, err
@@ -333,6 +333,9 @@ func (a *app) plan(cmd *cobra.Command, o *runOptions, args []string, run bool) (
 		return nil, err
 	}
 	so.Tmpfs = o.tmpfs
+	if err := planVolumes(o); err != nil {
+		return nil, err
+	}
 	for _, d := range o.devices {
 		dm, err := spec.ParseDevice(d)
 		if err != nil {
@@ -430,10 +433,6 @@ func (a *app) runRun(cmd *cobra.Command, o *runOptions, imageArg string, args []
 			return a.failRun(cmd, 1, errors.New("the input device is not a TTY"), false)
 		}
 	}
-	if p.netWarning {
-		fmt.Fprintln(a.stderr, bridgeWarning)
-	}
-
 	store, err := a.openImages()
 	if err != nil {
 		return a.failRun(cmd, container.ExitRuntimeError, err, false)
@@ -457,7 +456,10 @@ func (a *app) runRun(cmd *cobra.Command, o *runOptions, imageArg string, args []
 	if err != nil {
 		return a.failRun(cmd, container.ExitRuntimeError, err, false)
 	}
-	c, err := m.Create(ctx, p.create)
+	if err := a.resolveNetwork(ctx, m, p, o, cfg); err != nil {
+		return a.failRun(cmd, container.ExitRuntimeError, err, false)
+	}
+	c, err := a.createContainer(ctx, m, p, o)
 	if err != nil {
 		return a.failRun(cmd, container.ExitRuntimeError, err, false)
 	}
@@ -619,14 +621,15 @@ func (a *app) pullQuietly(ctx context.Context, store *image.Store, ref string, o
 }
 
 // writeEtcFiles completes the container's /etc/hosts and /etc/resolv.conf (written by
-// Create, bind-mounted at each start) for a container without the host's network: its
-// hostname resolves to the loopback address, and with no network (--network none) there
-// are no name servers unless --dns gave some.
+// Create, bind-mounted at each start) for a container without the host's network. With no
+// network (--network none) its hostname resolves to the loopback address and there are no
+// name servers unless --dns gave some; on a Berth network the network hook adds its address
+// at each start, and on a user-defined network the embedded DNS server is its name server.
 func writeEtcFiles(c *container.Container, p *createPlan) error {
 	if p.netMode == "host" || c.Spec == nil {
 		return nil
 	}
-	if c.HostsPath != "" {
+	if c.HostsPath != "" && p.netMode == "none" {
 		name := c.Spec.Hostname
 		if c.Spec.Domainname != "" {
 			name = c.Spec.Hostname + "." + c.Spec.Domainname + "\t" + c.Spec.Hostname
@@ -643,14 +646,18 @@ func writeEtcFiles(c *container.Container, p *createPlan) error {
 			return err
 		}
 	}
-	if p.netMode == "none" && c.ResolvConfPath != "" && len(p.create.Network.DNS) == 0 {
+	if c.ResolvConfPath == "" {
+		return nil
+	}
+	switch {
+	case p.netMode == "none" && len(p.create.Network.DNS) == 0:
 		body := "# pull-run: this container has no network (--network none): no name servers.\n"
 		if s := p.create.Network.DNSSearch; len(s) > 0 {
 			body += "search " + strings.Join(s, " ") + "\n"
 		}
-		if err := writeFileReplace(c.ResolvConfPath, []byte(body)); err != nil {
-			return err
-		}
+		return writeFileReplace(c.ResolvConfPath, []byte(body))
+	case p.userNetwork:
+		return writeFileReplace(c.ResolvConfPath, embeddedResolvConf(p.create.Network.DNSSearch, p.create.Network.DNSOptions))
 	}
 	return nil
 }
