@@ -128,9 +128,15 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 # build, image, registry
 
+missing=()
 for tool in curl wrk; do
-	command -v "$tool" >/dev/null || die "$tool is needed (apt-get install $tool)"
+	command -v "$tool" >/dev/null || missing+=("$tool")
 done
+if ((${#missing[@]} > 0)); then # a fresh machine: install them, as the other bench scripts do
+	log "apt-get install ${missing[*]}"
+	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2 ||
+		die "could not install ${missing[*]} (apt-get install ${missing[*]})"
+fi
 if [[ -n ${BENCH_PULLRUN_BIN:-} ]]; then
 	[[ -x $PULLRUN ]] || die "BENCH_PULLRUN_BIN=$PULLRUN is not executable"
 else

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the e2e tier (go test -tags e2e ./e2e/) needs on a Debian 12 machine, as root:
-#   - Debian packages: docker.io podman skopeo docker-registry busybox-static runc jq
+#   - Debian packages: docker.io podman skopeo docker-registry busybox-static runc jq, and for
+#     the network tests iptables nftables iproute2 curl
 #   - crane (go-containerregistry) and the OCI distribution-spec conformance suite, built from
 #     the Go module proxy into $TOOLS (default <repo>/.cache/tools/bin).
 # Idempotent: only what is missing is installed, so a second run takes well under a second.
@@ -14,7 +15,7 @@ CRANE_VERSION="v0.22.1"
 CONFORMANCE_MODULE="github.com/opencontainers/distribution-spec/conformance"
 CONFORMANCE_VERSION="v0.0.0-20260831232431-97274622c111"
 
-APT_PACKAGES=(docker.io podman skopeo docker-registry busybox-static runc jq)
+APT_PACKAGES=(docker.io podman skopeo docker-registry busybox-static runc jq iptables nftables iproute2 curl)
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }
 
