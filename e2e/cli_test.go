@@ -359,13 +359,15 @@ func TestCLIRunOutputAndExitCodes(t *testing.T) {
 	if code != 0 || out != "hello world\n" {
 		t.Errorf("echo: %d %q", code, out)
 	}
-	// The first run pulls (progress on stderr, as docker run), and warns that the
-	// default network is none for now.
-	for _, want := range []string{"Unable to find image '" + h.image + "' locally", "Pull complete", "Status: Downloaded newer image for " + h.image,
-		"WARNING: bridge networking is not available yet; the container runs with --network none"} {
+	// The first run pulls (progress on stderr, as docker run), on the default bridge
+	// network, with nothing else to say.
+	for _, want := range []string{"Unable to find image '" + h.image + "' locally", "Pull complete", "Status: Downloaded newer image for " + h.image} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("first run's stderr lacks %q:\n%s", want, errs)
 		}
+	}
+	if strings.Contains(errs, "WARNING") {
+		t.Errorf("first run warns:\n%s", errs)
 	}
 	out, errs, code = h.run("run", "--rm", "--network", "none", h.image, "sh", "-c", "echo out; echo err >&2; exit 3")
 	if code != 3 || out != "out\n" || errs != "err\n" {
@@ -1003,7 +1005,9 @@ func TestCLIBadInput(t *testing.T) {
 		{[]string{"--blkio-weight", "5"}, "Range of blkio weight is from 10 to 1000"},
 		{[]string{"--restart", "sometimes"}, "invalid restart policy"},
 		{[]string{"--rm", "--restart", "always"}, "Conflicting options: --restart and --rm"},
-		{[]string{"--network", "bridge"}, "bridge networking is not available yet"},
+		{[]string{"--network", "container:"}, "invalid container format container:<name|id>"},
+		{[]string{"--ip", "10.9.9.9"}, "user specified IP address is supported on user defined networks only"},
+		{[]string{"-p", "99999:80"}, "Invalid hostPort"},
 		{[]string{"--network", "mynet"}, "network mynet not found"},
 		{[]string{"--ulimit", "nofile=2:1"}, "ulimit soft limit must be less than or equal to hard limit"},
 		{[]string{"--cap-add", "NOPE"}, "NOPE"},
