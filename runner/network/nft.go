@@ -12,8 +12,10 @@ import (
 )
 
 // The nftables backend, for hosts without iptables: Berth's own table "ip berth" with a
-// forward chain (filter hook) and a postrouting chain (nat hook), each rule commented with
-// the root's tag; the table goes when its last rule does.
+// forward chain (filter hook), an isolation chain it jumps to (traffic between two Berth
+// networks is dropped there, as iptables' BERTH-ISOLATION does) and a postrouting chain
+// (nat hook), each rule commented with the root's tag; the table goes when its last rule
+// does.
 
 const nftTable = "berth"
 
@@ -45,7 +47,11 @@ func nft(args ...string) (string, error) {
 func nftRules(n *Network, tag string) [][2]string {
 	br := `"` + n.Bridge + `"`
 	c := ` comment "` + tag + `"`
-	rules := [][2]string{{"forward", "iifname " + br + " oifname " + br + " accept" + c}}
+	rules := [][2]string{
+		{"forward", "iifname " + br + " oifname != " + br + " jump isolation" + c},
+		{"isolation", "oifname " + br + " drop" + c},
+		{"forward", "iifname " + br + " oifname " + br + " accept" + c},
+	}
 	if n.Internal {
 		return append(rules,
 			[2]string{"forward", "iifname " + br + " oifname != " + br + " drop" + c},
@@ -69,6 +75,9 @@ func nftSetup(n *Network, tag string) error {
 		return err
 	}
 	if _, err := nft("add", "chain", "ip", nftTable, "postrouting", "{ type nat hook postrouting priority 100 ; policy accept ; }"); err != nil {
+		return err
+	}
+	if _, err := nft("add", "chain", "ip", nftTable, "isolation"); err != nil {
 		return err
 	}
 	for _, r := range nftRules(n, tag) {
@@ -99,7 +108,8 @@ var (
 func nftDelete(tag string, del func(bridge string) bool) error {
 	var errs []error
 	left := 0
-	for _, chain := range []string{"forward", "postrouting"} {
+	// The isolation chain last: the forward chain's jumps to it go first.
+	for _, chain := range []string{"forward", "postrouting", "isolation"} {
 		out, err := nft("-a", "list", "chain", "ip", nftTable, chain)
 		if err != nil {
 			continue // no table or chain

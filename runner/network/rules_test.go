@@ -1,6 +1,7 @@
 package network
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -21,6 +22,14 @@ func TestNetworkRules(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("rules:\n%s", strings.Join(got, "\n"))
+	}
+	var nftGot []string
+	for _, r := range nftRules(n, "berth:t") {
+		nftGot = append(nftGot, r[0]+": "+r[1])
+	}
+	if !slices.Contains(nftGot, `forward: iifname "br-abc" oifname != "br-abc" jump isolation comment "berth:t"`) ||
+		!slices.Contains(nftGot, `isolation: oifname "br-abc" drop comment "berth:t"`) {
+		t.Errorf("nft rules lack the isolation of other networks:\n%s", strings.Join(nftGot, "\n"))
 	}
 	n.Internal = true
 	for _, r := range networkRules(n, "berth:t") {
