@@ -19,6 +19,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"testing"
@@ -391,6 +392,47 @@ func TestSnapshotOverlay130Layers(t *testing.T) {
 			}
 		})
 	}
+	// The classic path's mount(2) runs on a helper thread (for its working directory): from
+	// a caller in a private mount namespace it must land there, never on the host.
+	t.Run("classic in a private namespace", func(t *testing.T) {
+		target := filepath.Join(root, "c-private")
+		os.MkdirAll(target, 0o755)
+		errc := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked: the thread and its namespace end here
+			if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+				errc <- err
+				return
+			}
+			if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+				errc <- err
+				return
+			}
+			if err := snapshot.MountOverlayClassic(lower, "", "", target); err != nil {
+				errc <- err
+				return
+			}
+			ents, err := os.ReadDir(filepath.Join(target, "files"))
+			if err == nil && len(ents) != n {
+				err = fmt.Errorf("%d files visible in the private namespace, want %d", len(ents), n)
+			}
+			errc <- err
+		}()
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		mi, err := os.ReadFile("/proc/1/mountinfo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(mi), " "+target+" ") {
+			snapshot.Unmount(target)
+			t.Fatalf("the overlay was mounted on the host at %s", target)
+		}
+		if ents, _ := os.ReadDir(target); len(ents) != 0 {
+			t.Errorf("the host sees %d entries under %s", len(ents), target)
+		}
+	})
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/runner/changes"
+	"github.com/berth-registry/berth/runner/snapshot"
 	"golang.org/x/sys/unix"
 )
 
@@ -443,7 +444,7 @@ func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 		if isDir && st.Mode&unix.S_IFMT == unix.S_IFDIR {
 			return x.meta(pfd, base, rel, hdr)
 		}
-		if err := removeAllAt(pfd, base); err != nil {
+		if err := snapshot.RemoveAllAt(pfd, base); err != nil {
 			return fmt.Errorf("replace: %w", err)
 		}
 	} else if err != unix.ENOENT {
@@ -561,7 +562,7 @@ func (x *extractor) copyData(fd int, r io.Reader, size int64) error {
 		}
 		n, err := io.ReadFull(r, chunk)
 		if n > 0 {
-			if err := writeFull(fd, chunk[:n]); err != nil {
+			if err := snapshot.WriteAll(fd, chunk[:n]); err != nil {
 				return err
 			}
 			size -= int64(n)
@@ -569,20 +570,6 @@ func (x *extractor) copyData(fd int, r io.Reader, size int64) error {
 		if err != nil {
 			return err
 		}
-	}
-	return nil
-}
-
-func writeFull(fd int, b []byte) error {
-	for len(b) > 0 {
-		n, err := unix.Write(fd, b)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		b = b[n:]
 	}
 	return nil
 }
@@ -642,33 +629,4 @@ func (x *extractor) finish() error {
 		}
 	}
 	return nil
-}
-
-// removeAllAt removes the entry name of dirfd and, for a directory, its tree, through
-// descriptors and without following symlinks.
-func removeAllAt(dirfd int, name string) error {
-	err := unix.Unlinkat(dirfd, name, 0)
-	if err == nil || err == unix.ENOENT {
-		return nil
-	}
-	if err != unix.EISDIR && err != unix.EPERM {
-		return err
-	}
-	fd, err := unix.Openat(dirfd, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	names, err := readDirSorted(fd)
-	if err == nil {
-		for _, n := range names {
-			if err = removeAllAt(fd, n); err != nil {
-				break
-			}
-		}
-	}
-	unix.Close(fd)
-	if err != nil {
-		return err
-	}
-	return unix.Unlinkat(dirfd, name, unix.AT_REMOVEDIR)
 }

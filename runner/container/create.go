@@ -3,11 +3,9 @@ package container
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -17,7 +15,6 @@ import (
 	"github.com/berth-registry/berth/runner/spec"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"golang.org/x/sys/unix"
 )
 
 // ImageInfo is the image a container is created from.
@@ -271,37 +268,14 @@ func probeCgroup(c *Container) ([]string, error) {
 // the one layer itself, or a read-only overlay of the layers mounted in a mount namespace
 // of a single thread (gone with the thread: nothing is ever mounted on the host).
 func generateSpec(img *ocispec.Image, r Rootfs, id string, so *spec.Options) (*specs.Spec, []string, error) {
-	if len(r.Lower) == 1 {
-		return spec.Generate(img, r.Lower[0], id, so)
-	}
-	type result struct {
-		sp  *specs.Spec
-		w   []string
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Never unlocked: the thread (and its private mount namespace) ends with this
-		// goroutine.
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			runtime.UnlockOSThread()
-			res <- result{err: fmt.Errorf("unshare mount namespace: %w", err)}
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			res <- result{err: err}
-			return
-		}
-		if err := snapshot.MountOverlay(r.Lower, "", "", r.Path); err != nil {
-			res <- result{err: err}
-			return
-		}
-		sp, w, err := spec.Generate(img, r.Path, id, so)
-		res <- result{sp, w, err}
-	}()
-	x := <-res
-	return x.sp, x.w, x.err
+	var sp *specs.Spec
+	var warnings []string
+	err := snapshot.WithReadOnlyOverlay(r.Lower, r.Path, func(root string) error {
+		var err error
+		sp, warnings, err = spec.Generate(img, root, id, so)
+		return err
+	})
+	return sp, warnings, err
 }
 
 func hostsFile(hostMode bool, n NetworkOptions) []byte {

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"runtime"
 	"strconv"
 
 	"github.com/berth-registry/berth/runner/changes"
@@ -96,36 +95,14 @@ func withOverlay(c *Container, write bool, f func(root int) error) error {
 		lower = append([]string{r.Upper}, r.Lower...)
 		upper, work = "", ""
 	}
-	res := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Never unlocked: the thread, its mount namespace and the overlay end with this
-		// goroutine.
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			runtime.UnlockOSThread()
-			res <- fmt.Errorf("unshare mount namespace: %w", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			res <- fmt.Errorf("make / private: %w", err)
-			return
-		}
-		if err := snapshot.MountOverlay(lower, upper, work, r.Path); err != nil {
-			res <- fmt.Errorf("mount the container's file system: %w", err)
-			return
-		}
-		// Unmounted at the end even though the namespace goes with the thread: when the
-		// goroutine ran on the main thread, Go parks that thread instead of ending it.
-		defer unix.Unmount(r.Path, unix.MNT_DETACH)
-		root, err := unix.Open(r.Path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	return snapshot.WithOverlay(lower, upper, work, r.Path, func(path string) error {
+		root, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			res <- fmt.Errorf("open the container's file system: %w", err)
-			return
+			return fmt.Errorf("open the container's file system: %w", err)
 		}
 		defer unix.Close(root)
-		res <- f(root)
-	}()
-	return <-res
+		return f(root)
+	})
 }
 
 // withRoot calls f with a descriptor of the container's root: /proc/<pid>/root of a

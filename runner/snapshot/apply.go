@@ -544,7 +544,7 @@ func (a *applier) makeRoom(d *dirHandle, full, name string) error {
 	}
 	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
 		a.forgetDirs(full)
-		if err := removeAllAt(d.fd, name); err != nil {
+		if err := RemoveAllAt(d.fd, name); err != nil {
 			return fmt.Errorf("replace directory %q: %w", full, err)
 		}
 		return nil
@@ -629,7 +629,7 @@ func (a *applier) copyData(fd int, tr *tar.Reader, size int64) error {
 		}
 		n, err := io.ReadFull(tr, chunk)
 		if n > 0 {
-			if werr := writeAll(fd, chunk[:n]); werr != nil {
+			if werr := WriteAll(fd, chunk[:n]); werr != nil {
 				return fmt.Errorf("write: %w", werr)
 			}
 			remaining -= int64(n)
@@ -648,7 +648,8 @@ func (a *applier) copyData(fd int, tr *tar.Reader, size int64) error {
 	return nil
 }
 
-func writeAll(fd int, b []byte) error {
+// WriteAll writes all of b to the file descriptor fd (retrying short writes and EINTR).
+func WriteAll(fd int, b []byte) error {
 	for len(b) > 0 {
 		n, err := unix.Write(fd, b)
 		if err == unix.EINTR {

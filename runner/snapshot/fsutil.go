@@ -160,10 +160,11 @@ func lsetxattrAt(dirfd int, name, attr string, value []byte) error {
 	return unix.Setxattr("/proc/self/fd/"+strconv.Itoa(fd), attr, value, 0)
 }
 
-// removeAllAt removes name in dirfd and, if it is a directory, everything below it, without
-// following symlinks. Directories without write permission (possible when unpacking as
-// non-root) are made writable first. A missing name is not an error.
-func removeAllAt(dirfd int, name string) error {
+// RemoveAllAt removes name in dirfd and, if it is a directory, everything below it, through
+// descriptors and without following symlinks. Directories without write permission
+// (possible when unpacking as non-root) are made writable first. A missing name is not an
+// error.
+func RemoveAllAt(dirfd int, name string) error {
 	err := unix.Unlinkat(dirfd, name, 0)
 	if err == nil || err == unix.ENOENT {
 		return nil
@@ -211,11 +212,11 @@ func removeContents(fd int) error {
 			return nil
 		}
 		for _, n := range names {
-			err := removeAllAt(fd, n)
+			err := RemoveAllAt(fd, n)
 			if err == unix.EACCES && !chmodded {
 				chmodded = true
 				if unix.Fchmod(fd, 0o700) == nil {
-					err = removeAllAt(fd, n)
+					err = RemoveAllAt(fd, n)
 				}
 			}
 			if err != nil {

@@ -218,13 +218,25 @@ func commonDir(paths []string) string {
 
 // mountFromDir calls mount(2) with relative lowerdir paths from a thread whose working
 // directory is dir: the thread leaves the process' shared fs_struct (unshare CLONE_FS) so the
-// chdir is its own, and it is locked and never unlocked, so Go discards it afterwards.
+// chdir is its own, and it is locked and never unlocked, so Go discards it afterwards. The
+// new thread first joins the caller thread's mount namespace: a caller on a locked thread in
+// a private mount namespace (a container's init, WithOverlay) must get the mount there, not
+// in the namespace the new thread started in.
 func mountFromDir(dir, target, data string) error {
+	nsfd, err := unix.Open("/proc/thread-self/ns/mnt", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("overlay: open the mount namespace: %w", err)
+	}
+	defer unix.Close(nsfd)
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // no Unlock: the thread exits with this goroutine
 		if err := unix.Unshare(unix.CLONE_FS); err != nil {
 			errc <- fmt.Errorf("overlay: unshare(CLONE_FS): %w", err)
+			return
+		}
+		if err := unix.Setns(nsfd, unix.CLONE_NEWNS); err != nil {
+			errc <- fmt.Errorf("overlay: join the caller's mount namespace: %w", err)
 			return
 		}
 		if err := unix.Chdir(dir); err != nil {
@@ -252,4 +264,46 @@ func Unmount(target string) error {
 		}
 		return nil
 	}
+}
+
+// WithOverlay mounts an overlay of lower (top first), writable through upper and work when
+// upper is not empty (see MountOverlay), at target in a private mount namespace of a
+// locked OS thread, and calls f on that thread with target. Nothing is ever mounted on the
+// host. The overlay is unmounted when f returns, although the namespace goes with the
+// thread: a locked goroutine that ran on the main thread parks that thread instead of
+// ending it. f must do its path-based work itself: other goroutines run on threads that do
+// not see the mount (descriptors opened by f work anywhere).
+func WithOverlay(lower []string, upper, work, target string, f func(root string) error) error {
+	res := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Never unlocked: the thread and its private mount namespace end with this goroutine.
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			runtime.UnlockOSThread() // still in the host's namespace: the thread can be reused
+			res <- fmt.Errorf("unshare mount namespace: %w", err)
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			res <- fmt.Errorf("make / private: %w", err)
+			return
+		}
+		if err := MountOverlay(lower, upper, work, target); err != nil {
+			res <- err
+			return
+		}
+		err := f(target)
+		unix.Unmount(target, unix.MNT_DETACH)
+		res <- err
+	}()
+	return <-res
+}
+
+// WithReadOnlyOverlay calls f with the root of a read-only view of the layers lower (top
+// first): the layer itself when there is only one (f then runs on the caller's goroutine),
+// else their overlay mounted at target as WithOverlay does.
+func WithReadOnlyOverlay(lower []string, target string, f func(root string) error) error {
+	if len(lower) == 1 {
+		return f(lower[0])
+	}
+	return WithOverlay(lower, "", "", target, f)
 }

@@ -3,8 +3,12 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestOverlayData(t *testing.T) {
@@ -68,5 +72,65 @@ func TestMountOverlayArgs(t *testing.T) {
 	}
 	if err := MountOverlayClassic([]string{"/a,b"}, "/u", "/w", "/t"); err == nil || !strings.Contains(err.Error(), "comma") {
 		t.Errorf("comma in a path: %v", err)
+	}
+}
+
+// One layer is read as it is: no mount, f gets the layer itself on the caller's goroutine.
+func TestWithReadOnlyOverlaySingleLayer(t *testing.T) {
+	layer := t.TempDir()
+	var got string
+	err := WithReadOnlyOverlay([]string{layer}, "/nonexistent/target", func(root string) error {
+		got = root
+		return errors.New("from f")
+	})
+	if got != layer || err == nil || err.Error() != "from f" {
+		t.Fatalf("root %q, err %v; want %q and f's error", got, err, layer)
+	}
+}
+
+// More layers are merged (top first) in a private mount namespace: f sees the overlay at
+// target, the host never does, and the mount is gone when the call returns.
+func TestWithReadOnlyOverlayLayers(t *testing.T) {
+	if os.Geteuid() != 0 {
+		skipOrFailInCI(t, "needs root to mount an overlay")
+	}
+	top, bottom, target := t.TempDir(), t.TempDir(), t.TempDir()
+	for _, f := range []struct{ dir, name, data string }{
+		{bottom, "a", "bottom"}, {bottom, "b", "bottom"}, {top, "a", "top"},
+	} {
+		if err := os.WriteFile(filepath.Join(f.dir, f.name), []byte(f.data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(target, &st); err != nil {
+		t.Fatal(err)
+	}
+	hostDev := st.Dev
+	var a, b []byte
+	err := WithReadOnlyOverlay([]string{top, bottom}, target, func(root string) error {
+		var err error
+		if a, err = os.ReadFile(filepath.Join(root, "a")); err != nil {
+			return err
+		}
+		if b, err = os.ReadFile(filepath.Join(root, "b")); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(root, "c"), nil, 0o644); err == nil {
+			return errors.New("the overlay is writable")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != "top" || string(b) != "bottom" {
+		t.Errorf("a = %q, b = %q; want top, bottom", a, b)
+	}
+	if err := unix.Stat(target, &st); err != nil || st.Dev != hostDev {
+		t.Errorf("target is still a mount point after the call (err %v)", err)
+	}
+	if ents, _ := os.ReadDir(target); len(ents) != 0 {
+		t.Errorf("target shows %d entries after the call", len(ents))
 	}
 }

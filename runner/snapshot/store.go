@@ -626,7 +626,7 @@ func removePath(path string) error {
 		return err
 	}
 	defer unix.Close(parent)
-	return removeAllAt(parent, filepath.Base(path))
+	return RemoveAllAt(parent, filepath.Base(path))
 }
 
 // RemoveSnapshotDir removes a directory that Apply wrote into (for instance after a failed

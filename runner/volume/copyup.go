@@ -8,7 +8,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strings"
 
 	"github.com/berth-registry/berth/runner/snapshot"
@@ -44,36 +43,14 @@ func (s *Store) CopyUp(ctx context.Context, v *Volume, lower []string, target st
 		return fmt.Errorf("copy-up: lock volume %s: %w", v.Name, err)
 	}
 	dst := filepath.Join(s.volDir(v.Name), "_data")
-	if len(lower) == 1 {
-		return copyFromRoot(ctx, lower[0], target, dst)
-	}
 	mnt, err := os.MkdirTemp(s.dir, ".copyup-")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(mnt)
-	res := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Never unlocked: the thread and its mount namespace end with this goroutine.
-		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-			runtime.UnlockOSThread()
-			res <- fmt.Errorf("unshare mount namespace: %w", err)
-			return
-		}
-		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-			res <- fmt.Errorf("make / private: %w", err)
-			return
-		}
-		if err := snapshot.MountOverlay(lower, "", "", mnt); err != nil {
-			res <- err
-			return
-		}
-		err := copyFromRoot(ctx, mnt, target, dst)
-		unix.Unmount(mnt, unix.MNT_DETACH)
-		res <- err
-	}()
-	return <-res
+	return snapshot.WithReadOnlyOverlay(lower, mnt, func(root string) error {
+		return copyFromRoot(ctx, root, target, dst)
+	})
 }
 
 // copyFromRoot copies root/target (resolved inside root) into the directory dst.
