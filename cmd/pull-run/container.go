@@ -83,27 +83,16 @@ func (a *app) eachContainer(args []string, f func(name string) error) error {
 // containerCommand is `container COMMAND`: the container commands under their management
 // command, with Docker's aliases (ls/ps/list, rm/remove).
 func (a *app) containerCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "container COMMAND",
-		Short: "Manage containers",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
-	}
 	ls := a.psCommand()
 	ls.Use = "ls [OPTIONS]"
 	ls.Aliases = []string{"ps", "list"}
 	rm := a.rmCommand()
 	rm.Aliases = []string{"remove"}
-	cmd.AddCommand(a.runCommand(), a.createCommand(), a.startCommand(), ls, a.logsCommand(),
+	return a.managementCommand("container COMMAND", "Manage containers", containerCommandSets,
+		a.runCommand(), a.createCommand(), a.startCommand(), ls, a.logsCommand(),
 		a.execCommand(), a.attachCommand(), a.stopCommand(), a.killCommand(), a.restartCommand(),
 		a.pauseCommand(), a.unpauseCommand(), rm, a.containerInspectCommand(), a.waitCommand(),
 		a.topCommand(), a.statsCommand(), a.renameCommand(), a.containerPruneCommand())
-	for _, build := range containerCommandSets {
-		cmd.AddCommand(build(a)...)
-	}
-	return cmd
 }
 
 // containerCommands are the top-level container commands.
@@ -127,14 +116,6 @@ func registerContainerCommands(build func(a *app) []*cobra.Command) {
 
 // systemCommand is `system boot`.
 func (a *app) systemCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "system COMMAND",
-		Short: "Manage pull-run",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
-	}
 	boot := &cobra.Command{
 		Use:   "boot",
 		Short: "Start the containers whose restart policy asks for it (at machine start)",
@@ -159,8 +140,7 @@ func (a *app) systemCommand() *cobra.Command {
 			return err
 		},
 	}
-	cmd.AddCommand(boot)
-	return cmd
+	return a.managementCommand("system COMMAND", "Manage pull-run", nil, boot)
 }
 
 // copyOut copies r to w until r ends; done is closed then.

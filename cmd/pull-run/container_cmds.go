@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -409,13 +408,8 @@ func (a *app) containerPruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if !force {
-				fmt.Fprint(a.stdout, "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ")
-				answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
-				if ans := strings.ToLower(strings.TrimSpace(answer)); ans != "y" && ans != "yes" {
-					fmt.Fprintln(a.stdout)
-					return nil
-				}
+			if !force && !a.confirm("WARNING! This will remove all stopped containers.") {
+				return nil
 			}
 			m, err := a.openContainers()
 			if err != nil {
@@ -425,13 +419,7 @@ func (a *app) containerPruneCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if len(rep.ContainersDeleted) > 0 {
-				fmt.Fprintln(a.stdout, "Deleted Containers:")
-				for _, id := range rep.ContainersDeleted {
-					fmt.Fprintln(a.stdout, id)
-				}
-				fmt.Fprintln(a.stdout)
-			}
+			a.printDeleted("Deleted Containers:", rep.ContainersDeleted)
 			fmt.Fprintf(a.stdout, "Total reclaimed space: %s\n", humanSizePrecision(float64(rep.SpaceReclaimed), 4))
 			return nil
 		},

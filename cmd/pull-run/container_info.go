@@ -188,13 +188,7 @@ func (a *app) runInspect(ctx context.Context, args []string, format, typ string)
 	if err := a.printInspect(found, format); err != nil {
 		return err
 	}
-	if len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintf(a.stderr, "Error: %s\n", e)
-		}
-		return errSilent
-	}
-	return nil
+	return a.printErrors(errs)
 }
 
 // printInspect prints objects as Docker's inspect: an indented JSON array, or one line per

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"text/template"
@@ -169,4 +171,51 @@ func formatRows[T any](w io.Writer, format, defaultTable string, header T, rows 
 		return tw.Flush()
 	}
 	return nil
+}
+
+// labelString is Docker's "k=v,k2=v2" of the LABELS column of ls (sorted).
+func labelString(l map[string]string) string {
+	var out []string
+	for k, v := range l {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return strings.Join(out, ",")
+}
+
+// printErrors prints errs as Docker's CLI does, one "Error: …" line each on stderr, and
+// returns errSilent (exit status 1) when there is one.
+func (a *app) printErrors(errs []string) error {
+	for _, e := range errs {
+		fmt.Fprintf(a.stderr, "Error: %s\n", e)
+	}
+	if len(errs) > 0 {
+		return errSilent
+	}
+	return nil
+}
+
+// confirm prints warning with Docker's prune question and reads the answer from stdin:
+// true for y or yes; otherwise the prompt line is ended.
+func (a *app) confirm(warning string) bool {
+	fmt.Fprintf(a.stdout, "%s\nAre you sure you want to continue? [y/N] ", warning)
+	answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
+	if ans := strings.ToLower(strings.TrimSpace(answer)); ans == "y" || ans == "yes" {
+		return true
+	}
+	fmt.Fprintln(a.stdout)
+	return false
+}
+
+// printDeleted prints a prune's list ("Deleted Networks:", one line each, a blank line);
+// nothing when lines is empty.
+func (a *app) printDeleted(heading string, lines []string) {
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintln(a.stdout, heading)
+	for _, l := range lines {
+		fmt.Fprintln(a.stdout, l)
+	}
+	fmt.Fprintln(a.stdout)
 }

@@ -6,10 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
-	"time"
 
 	"github.com/berth-registry/berth/registry/client"
 	"github.com/berth-registry/berth/runner/image"
@@ -127,7 +124,7 @@ func (a *app) runPush(cmd *cobra.Command, arg string, o pushOptions) error {
 			return err
 		}
 		opts := image.PushOptions{Client: c}
-		var printer *pushPrinter
+		var printer *layerPrinter
 		if !o.quiet {
 			tty, width := isTerminal(a.stdout)
 			printer = newPushPrinter(a.stdout, tty, width)
@@ -147,107 +144,6 @@ func (a *app) runPush(cmd *cobra.Command, arg string, o pushOptions) error {
 		}
 	}
 	return nil
-}
-
-// pushPrinter shows a push's progress as `docker push` does: on a terminal, one line per
-// layer redrawn in place ("Pushing [==>   ]  12MB/40MB"); otherwise one plain line per
-// state change.
-type pushPrinter struct {
-	mu    sync.Mutex
-	out   io.Writer
-	tty   bool
-	width int
-
-	layers map[string]*pushLine
-	drawn  int
-	last   time.Time
-}
-
-type pushLine struct {
-	index   int
-	id      string
-	status  image.Status
-	current int64
-	total   int64
-	started time.Time
-}
-
-func newPushPrinter(out io.Writer, tty bool, width int) *pushPrinter {
-	return &pushPrinter{out: out, tty: tty, width: width, layers: map[string]*pushLine{}}
-}
-
-// Report implements image.Reporter.
-func (p *pushPrinter) Report(ev image.Progress) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	l := p.layers[ev.ID]
-	if l == nil {
-		l = &pushLine{index: ev.Index, id: ev.ID}
-		p.layers[ev.ID] = l
-	}
-	changed := l.status != ev.Status
-	l.status, l.total = ev.Status, ev.Total
-	if ev.Status == image.StatusPushing {
-		if l.started.IsZero() {
-			l.started = time.Now()
-		}
-		l.current = ev.Current
-	}
-	if !p.tty {
-		// As docker push off a terminal: no byte counts, so no "Pushing" lines.
-		if ev.Status == image.StatusFailed || ev.Status == image.StatusPushing {
-			return
-		}
-		if changed {
-			fmt.Fprintf(p.out, "%s: %s\n", ev.ID, ev.Status)
-		}
-		return
-	}
-	if !changed && time.Since(p.last) < 100*time.Millisecond {
-		return
-	}
-	p.redraw()
-}
-
-// Flush draws the final state (on a terminal).
-func (p *pushPrinter) Flush() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.tty && len(p.layers) > 0 {
-		p.redraw()
-	}
-}
-
-func (p *pushPrinter) redraw() {
-	p.last = time.Now()
-	lines := make([]*pushLine, 0, len(p.layers))
-	for _, l := range p.layers {
-		lines = append(lines, l)
-	}
-	slices.SortFunc(lines, func(a, b *pushLine) int {
-		if a.index != b.index {
-			return a.index - b.index
-		}
-		return strings.Compare(a.id, b.id)
-	})
-	var b strings.Builder
-	if p.drawn > 0 {
-		fmt.Fprintf(&b, "\x1b[%dA", p.drawn)
-	}
-	for _, l := range lines {
-		text := l.id + ": " + string(l.status)
-		if l.status == image.StatusPushing {
-			text += " " + progressBar(l.current, l.total, p.width, time.Since(l.started))
-		}
-		if p.width > 1 && len(text) > p.width-1 {
-			text = text[:p.width-1]
-		}
-		b.WriteString("\x1b[2K\r")
-		b.WriteString(text)
-		b.WriteByte('\n')
-	}
-	p.drawn = len(lines)
-	io.WriteString(p.out, b.String())
 }
 
 // ---------------------------------------------------------------------------------------------

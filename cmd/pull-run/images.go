@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"path"
@@ -67,7 +66,7 @@ func (a *app) runPull(cmd *cobra.Command, arg string, o pullOptions) error {
 	}
 	defer store.Close()
 
-	var printer *pullPrinter
+	var printer *layerPrinter
 	if !o.quiet {
 		tty, width := isTerminal(a.stdout)
 		if reference.IsNameOnly(named) {
@@ -391,20 +390,8 @@ func imageError(arg string, err error) string {
 // image (management command)
 
 func (a *app) imageCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "image COMMAND",
-		Short: "Manage images",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
-	}
-	pull := a.pullCommand()
-	cmd.AddCommand(a.imageListCommand(), a.imageRemoveCommand(), pull, a.imagePruneCommand(), a.imageInspectCommand())
-	for _, build := range imageCommandSets {
-		cmd.AddCommand(build(a)...)
-	}
-	return cmd
+	return a.managementCommand("image COMMAND", "Manage images", imageCommandSets,
+		a.imageListCommand(), a.imageRemoveCommand(), a.pullCommand(), a.imagePruneCommand(), a.imageInspectCommand())
 }
 
 // imageCommandSets are `image` subcommands other files add in their init functions
@@ -432,17 +419,12 @@ func (a *app) imagePruneCommand() *cobra.Command {
 }
 
 func (a *app) runPrune(all, force bool) error {
-	if !force {
-		warning := "WARNING! This will remove all dangling images."
-		if all {
-			warning = "WARNING! This will remove all images without at least one container associated to them."
-		}
-		fmt.Fprintf(a.stdout, "%s\nAre you sure you want to continue? [y/N] ", warning)
-		answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
-		if ans := strings.ToLower(strings.TrimSpace(answer)); ans != "y" && ans != "yes" {
-			fmt.Fprintln(a.stdout)
-			return nil
-		}
+	warning := "WARNING! This will remove all dangling images."
+	if all {
+		warning = "WARNING! This will remove all images without at least one container associated to them."
+	}
+	if !force && !a.confirm(warning) {
+		return nil
 	}
 	store, err := a.openImages()
 	if err != nil {
@@ -450,18 +432,16 @@ func (a *app) runPrune(all, force bool) error {
 	}
 	defer store.Close()
 	rep, err := store.Prune(all)
-	if len(rep.ImagesDeleted) > 0 {
-		fmt.Fprintln(a.stdout, "Deleted Images:")
-		for _, it := range rep.ImagesDeleted {
-			if it.Untagged != "" {
-				fmt.Fprintf(a.stdout, "untagged: %s\n", it.Untagged)
-			}
-			if it.Deleted != "" {
-				fmt.Fprintf(a.stdout, "deleted: %s\n", it.Deleted)
-			}
+	var lines []string
+	for _, it := range rep.ImagesDeleted {
+		if it.Untagged != "" {
+			lines = append(lines, "untagged: "+it.Untagged)
 		}
-		fmt.Fprintln(a.stdout)
+		if it.Deleted != "" {
+			lines = append(lines, "deleted: "+it.Deleted)
+		}
 	}
+	a.printDeleted("Deleted Images:", lines)
 	fmt.Fprintf(a.stdout, "Total reclaimed space: %s\n", humanSize(rep.SpaceReclaimed))
 	return err
 }
@@ -499,11 +479,5 @@ func (a *app) runImageInspect(args []string, format string) error {
 	if err := a.printInspect(found, format); err != nil {
 		return err
 	}
-	if len(errs) > 0 {
-		for _, e := range errs {
-			fmt.Fprintf(a.stderr, "Error: %s\n", e)
-		}
-		return errSilent
-	}
-	return nil
+	return a.printErrors(errs)
 }

@@ -148,6 +148,25 @@ func registerCommands(build func(a *app) []*cobra.Command) {
 	commandSets = append(commandSets, build)
 }
 
+// managementCommand is a command group such as `network COMMAND`: without a subcommand it
+// prints its help. Its subcommands are subs, then those the init functions of other files
+// registered in sets.
+func (a *app) managementCommand(use, short string, sets []func(a *app) []*cobra.Command, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return cmd.Help()
+		},
+	}
+	cmd.AddCommand(subs...)
+	for _, build := range sets {
+		cmd.AddCommand(build(a)...)
+	}
+	return cmd
+}
+
 // fileConfig is the optional --config file.
 type fileConfig struct {
 	Root               string   `yaml:"root"`

@@ -61,6 +61,34 @@ func TestProgressBar(t *testing.T) {
 	}
 }
 
+// Off a terminal each printer writes one line per state change, without the states that
+// only move bytes (and without failures: the command's error says it).
+func TestLayerPrinterPlain(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		newP   func(io.Writer, bool, int) *layerPrinter
+		events []image.Status
+		want   string
+	}{
+		{"pull", newPullPrinter, []image.Status{image.StatusPullingFSLayer, image.StatusDownloading, image.StatusDownloading,
+			image.StatusDownloadComplete, image.StatusExtracting, image.StatusPullComplete},
+			"aaaaaaaaaaaa: Pulling fs layer\naaaaaaaaaaaa: Download complete\naaaaaaaaaaaa: Pull complete\n"},
+		{"push", newPushPrinter, []image.Status{image.StatusPreparing, image.StatusPushing, image.StatusPushing,
+			image.StatusFailed, image.StatusPushed},
+			"aaaaaaaaaaaa: Preparing\naaaaaaaaaaaa: Pushed\n"},
+	} {
+		var buf bytes.Buffer
+		p := c.newP(&buf, false, 0)
+		for i, st := range c.events {
+			p.Report(image.Progress{ID: "aaaaaaaaaaaa", Status: st, Current: int64(i), Total: 10})
+		}
+		p.Flush()
+		if buf.String() != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, buf.String(), c.want)
+		}
+	}
+}
+
 // On a terminal the block of layer lines is redrawn in place: cursor up, clear line.
 func TestPullPrinterTerminal(t *testing.T) {
 	var buf bytes.Buffer

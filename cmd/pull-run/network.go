@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/berth-registry/berth/runner/network"
@@ -19,20 +17,9 @@ func init() {
 }
 
 func (a *app) networkCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "network",
-		Short: "Manage networks",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(a.networkCreateCommand(), a.networkLsCommand(), a.networkInspectCommand(),
+	return a.managementCommand("network", "Manage networks", networkCommandSets,
+		a.networkCreateCommand(), a.networkLsCommand(), a.networkInspectCommand(),
 		a.networkRmCommand(), a.networkPruneCommand())
-	for _, build := range networkCommandSets {
-		cmd.AddCommand(build(a)...)
-	}
-	return cmd
 }
 
 // openNetworkStore opens the network state of the state root.
@@ -164,15 +151,10 @@ func (a *app) networkLsCommand() *cobra.Command {
 					fmt.Fprintln(a.stdout, id)
 					continue
 				}
-				var labels []string
-				for k, v := range n.Labels {
-					labels = append(labels, k+"="+v)
-				}
-				sort.Strings(labels)
 				rows = append(rows, networkRow{
 					ID: id, Name: n.Name, Driver: n.Driver, Scope: n.Scope(),
 					IPv4: fmt.Sprint(n.Driver == network.DriverBridge), IPv6: "false",
-					Internal: fmt.Sprint(n.Internal), Labels: strings.Join(labels, ","),
+					Internal: fmt.Sprint(n.Internal), Labels: labelString(n.Labels),
 					CreatedAt: n.Created.Local().Format("2006-01-02 15:04:05.999999999 -0700 MST"),
 				})
 			}
@@ -259,13 +241,7 @@ func (a *app) networkInspectCommand() *cobra.Command {
 			if err := a.printInspect(found, format); err != nil {
 				return err
 			}
-			if len(errs) > 0 {
-				for _, e := range errs {
-					fmt.Fprintf(a.stderr, "Error: %s\n", e)
-				}
-				return errSilent
-			}
-			return nil
+			return a.printErrors(errs)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template")
@@ -319,13 +295,8 @@ func (a *app) networkPruneCommand() *cobra.Command {
 			if len(filters) > 0 {
 				return errors.New("network prune --filter is not supported")
 			}
-			if !force {
-				fmt.Fprint(a.stdout, "WARNING! This will remove all custom networks not used by at least one container.\nAre you sure you want to continue? [y/N] ")
-				answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
-				if ans := strings.ToLower(strings.TrimSpace(answer)); ans != "y" && ans != "yes" {
-					fmt.Fprintln(a.stdout)
-					return nil
-				}
+			if !force && !a.confirm("WARNING! This will remove all custom networks not used by at least one container.") {
+				return nil
 			}
 			s, err := a.openNetworkStore()
 			if err != nil {
@@ -333,13 +304,7 @@ func (a *app) networkPruneCommand() *cobra.Command {
 			}
 			defer s.Close()
 			removed, err := s.Prune(cmd.Context())
-			if len(removed) > 0 {
-				fmt.Fprintln(a.stdout, "Deleted Networks:")
-				for _, n := range removed {
-					fmt.Fprintln(a.stdout, n)
-				}
-				fmt.Fprintln(a.stdout)
-			}
+			a.printDeleted("Deleted Networks:", removed)
 			return err
 		},
 	}

@@ -11,14 +11,18 @@ import (
 	"github.com/berth-registry/berth/runner/image"
 )
 
-// pullPrinter shows a pull's progress as `docker pull` does: on a terminal, one line per
-// layer redrawn in place; otherwise one plain line per state change (no byte counts).
-type pullPrinter struct {
-	mu    sync.Mutex
-	out   io.Writer
-	tty   bool
-	width int
-	now   func() time.Time
+// layerPrinter shows a pull's or a push's progress as `docker pull` and `docker push` do:
+// on a terminal, one line per layer redrawn in place, with a progress bar while bytes move
+// ("Downloading [==>   ]  12MB/40MB"); otherwise one plain line per state change, without
+// the byte-count states.
+type layerPrinter struct {
+	mu     sync.Mutex
+	out    io.Writer
+	tty    bool
+	width  int
+	now    func() time.Time
+	moving image.Status   // the state whose line carries the progress bar
+	quiet  []image.Status // states not printed off a terminal
 
 	layers map[string]*layerLine
 	drawn  int // lines of the block currently on screen
@@ -31,15 +35,29 @@ type layerLine struct {
 	status  image.Status
 	current int64
 	total   int64
-	started time.Time // first Downloading event
+	started time.Time // first event of the moving state
 }
 
-func newPullPrinter(out io.Writer, tty bool, width int) *pullPrinter {
-	return &pullPrinter{out: out, tty: tty, width: width, now: time.Now, layers: map[string]*layerLine{}}
+// newPullPrinter is `docker pull`'s progress: bars while downloading; off a terminal no
+// Downloading, Extracting or failure lines.
+func newPullPrinter(out io.Writer, tty bool, width int) *layerPrinter {
+	return newLayerPrinter(out, tty, width, image.StatusDownloading,
+		image.StatusDownloading, image.StatusExtracting, image.StatusFailed)
+}
+
+// newPushPrinter is `docker push`'s progress: bars while pushing; off a terminal no
+// Pushing or failure lines.
+func newPushPrinter(out io.Writer, tty bool, width int) *layerPrinter {
+	return newLayerPrinter(out, tty, width, image.StatusPushing, image.StatusPushing, image.StatusFailed)
+}
+
+func newLayerPrinter(out io.Writer, tty bool, width int, moving image.Status, quiet ...image.Status) *layerPrinter {
+	return &layerPrinter{out: out, tty: tty, width: width, now: time.Now, moving: moving, quiet: quiet,
+		layers: map[string]*layerLine{}}
 }
 
 // Report implements image.Reporter.
-func (p *pullPrinter) Report(ev image.Progress) {
+func (p *layerPrinter) Report(ev image.Progress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l := p.layers[ev.ID]
@@ -50,18 +68,14 @@ func (p *pullPrinter) Report(ev image.Progress) {
 	l.index = min(l.index, ev.Index)
 	changed := l.status != ev.Status
 	l.status, l.total = ev.Status, ev.Total
-	if ev.Status == image.StatusDownloading {
+	if ev.Status == p.moving {
 		if l.started.IsZero() {
 			l.started = p.now()
 		}
 		l.current = ev.Current
 	}
 	if !p.tty {
-		switch ev.Status {
-		case image.StatusDownloading, image.StatusExtracting, image.StatusFailed:
-			return
-		}
-		if changed {
+		if changed && !slices.Contains(p.quiet, ev.Status) {
 			fmt.Fprintf(p.out, "%s: %s\n", ev.ID, ev.Status)
 		}
 		return
@@ -74,15 +88,15 @@ func (p *pullPrinter) Report(ev image.Progress) {
 }
 
 // Flush draws the final state (on a terminal).
-func (p *pullPrinter) Flush() {
+func (p *layerPrinter) Flush() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.tty {
+	if p.tty && len(p.layers) > 0 {
 		p.redraw()
 	}
 }
 
-func (p *pullPrinter) redraw() {
+func (p *layerPrinter) redraw() {
 	p.last = p.now()
 	lines := make([]*layerLine, 0, len(p.layers))
 	for _, l := range p.layers {
@@ -112,9 +126,9 @@ func (p *pullPrinter) redraw() {
 }
 
 // format renders one layer line: "<id>: Downloading [====>   ]  12.3MB/45.6MB  5.2MB/s".
-func (p *pullPrinter) format(l *layerLine) string {
+func (p *layerPrinter) format(l *layerLine) string {
 	s := l.id + ": " + string(l.status)
-	if l.status != image.StatusDownloading {
+	if l.status != p.moving {
 		return s
 	}
 	return s + " " + progressBar(l.current, l.total, p.width, p.now().Sub(l.started))

@@ -591,7 +591,7 @@ func (a *app) pullQuietly(ctx context.Context, store *image.Store, ref string, o
 		}
 		opts.Platform = &pl
 	}
-	var printer *pullPrinter
+	var printer *layerPrinter
 	if !o.quiet {
 		tty, width := isTerminal(a.stderr)
 		tagOrDigest := r.Tag

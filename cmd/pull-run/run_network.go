@@ -167,16 +167,13 @@ func (a *app) resolveNetwork(ctx context.Context, m *container.Manager, p *creat
 			}
 		}
 	}
-	s, err := network.Open(a.root, a.runroot)
+	s, err := a.openNetworkStore()
 	if err != nil {
 		return err
 	}
 	defer s.Close()
 	nw, err := s.Lookup(n.mode)
 	if err != nil {
-		if errors.Is(err, network.ErrNotFound) {
-			return fmt.Errorf("network %s not found", n.mode)
-		}
 		return err
 	}
 	data := &nethook.Data{
@@ -333,7 +330,7 @@ func (a *app) portCommand() *cobra.Command {
 // cleanupNetworks frees what networks of ended runs left: addresses of dead endpoints,
 // links and rules no state names (after a crash or a reboot).
 func (a *app) cleanupNetworks(ctx context.Context) error {
-	s, err := network.Open(a.root, a.runroot)
+	s, err := a.openNetworkStore()
 	if err != nil {
 		return err
 	}
@@ -357,16 +354,13 @@ func (a *app) networkConnectCommand() *cobra.Command {
 					return fmt.Errorf("invalid IPv4 address: %s", ip)
 				}
 			}
-			s, err := network.Open(a.root, a.runroot)
+			s, err := a.openNetworkStore()
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			nw, err := s.Lookup(args[0])
 			if err != nil {
-				if errors.Is(err, network.ErrNotFound) {
-					return fmt.Errorf("network %s not found", args[0])
-				}
 				return err
 			}
 			if nw.Default && (ip != "" || len(aliases) > 0) {
@@ -436,16 +430,13 @@ func (a *app) networkDisconnectCommand() *cobra.Command {
 		Args:  exactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			s, err := network.Open(a.root, a.runroot)
+			s, err := a.openNetworkStore()
 			if err != nil {
 				return err
 			}
 			defer s.Close()
 			nw, err := s.Lookup(args[0])
 			if err != nil {
-				if errors.Is(err, network.ErrNotFound) {
-					return fmt.Errorf("network %s not found", args[0])
-				}
 				return err
 			}
 			m, err := a.openContainers()

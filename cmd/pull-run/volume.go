@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/runner/volume"
@@ -18,17 +15,9 @@ func init() {
 
 // volumeCommand is `volume create|ls|inspect|rm|prune`.
 func (a *app) volumeCommand() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "volume COMMAND",
-		Short: "Manage volumes",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return cmd.Help()
-		},
-	}
-	cmd.AddCommand(a.volumeCreateCommand(), a.volumeListCommand(), a.volumeInspectCommand(),
+	return a.managementCommand("volume COMMAND", "Manage volumes", nil,
+		a.volumeCreateCommand(), a.volumeListCommand(), a.volumeInspectCommand(),
 		a.volumeRemoveCommand(), a.volumePruneCommand())
-	return cmd
 }
 
 func (a *app) openVolumes() (*volume.Store, error) {
@@ -82,6 +71,19 @@ type volumeRow struct {
 	Status       string `json:"Status"`
 }
 
+// volumeFilter parses the --filter flags of volume ls and prune.
+func volumeFilter(filters []string) (volume.Filter, error) {
+	fm, err := parseFilters(filters)
+	if err != nil {
+		return nil, err
+	}
+	f := volume.Filter(fm)
+	if err := volume.ParseFilter(f); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 func (a *app) volumeListCommand() *cobra.Command {
 	var quiet bool
 	var format string
@@ -92,12 +94,8 @@ func (a *app) volumeListCommand() *cobra.Command {
 		Short:   "List volumes",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fm, err := parseFilters(filters)
+			f, err := volumeFilter(filters)
 			if err != nil {
-				return err
-			}
-			f := volume.Filter(fm)
-			if err := volume.ParseFilter(f); err != nil {
 				return err
 			}
 			s, err := a.openVolumes()
@@ -133,16 +131,6 @@ func (a *app) volumeListCommand() *cobra.Command {
 	cmd.Flags().StringVar(&format, "format", "", "Format output using a custom template ('table', 'json' or a Go template)")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "Provide filter values (e.g. \"dangling=true\")")
 	return cmd
-}
-
-// labelString is Docker's "k=v,k2=v2" of ls's Labels column.
-func labelString(l map[string]string) string {
-	var out []string
-	for k, v := range l {
-		out = append(out, k+"="+v)
-	}
-	sort.Strings(out)
-	return strings.Join(out, ",")
 }
 
 // volumeInspect is docker volume inspect's object.
@@ -182,13 +170,7 @@ func (a *app) volumeInspectCommand() *cobra.Command {
 			if err := a.printInspect(found, format); err != nil {
 				return err
 			}
-			if len(errs) > 0 {
-				for _, e := range errs {
-					fmt.Fprintf(a.stderr, "Error: %s\n", e)
-				}
-				return errSilent
-			}
-			return nil
+			return a.printErrors(errs)
 		},
 	}
 	cmd.Flags().StringVarP(&format, "format", "f", "", "Format output using a custom template ('json' or a Go template)")
@@ -232,38 +214,23 @@ func (a *app) volumePruneCommand() *cobra.Command {
 		Short: "Remove unused local volumes",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fm, err := parseFilters(filters)
+			f, err := volumeFilter(filters)
 			if err != nil {
 				return err
 			}
-			f := volume.Filter(fm)
-			if err := volume.ParseFilter(f); err != nil {
-				return err
+			warning := "WARNING! This will remove anonymous local volumes not used by at least one container."
+			if all {
+				warning = "WARNING! This will remove all local volumes not used by at least one container."
 			}
-			if !force {
-				warning := "WARNING! This will remove anonymous local volumes not used by at least one container."
-				if all {
-					warning = "WARNING! This will remove all local volumes not used by at least one container."
-				}
-				fmt.Fprintf(a.stdout, "%s\nAre you sure you want to continue? [y/N] ", warning)
-				answer, _ := bufio.NewReader(a.stdin).ReadString('\n')
-				if ans := strings.ToLower(strings.TrimSpace(answer)); ans != "y" && ans != "yes" {
-					fmt.Fprintln(a.stdout)
-					return nil
-				}
+			if !force && !a.confirm(warning) {
+				return nil
 			}
 			s, err := a.openVolumes()
 			if err != nil {
 				return err
 			}
 			rep, err := s.Prune(cmd.Context(), all, f)
-			if len(rep.VolumesDeleted) > 0 {
-				fmt.Fprintln(a.stdout, "Deleted Volumes:")
-				for _, n := range rep.VolumesDeleted {
-					fmt.Fprintln(a.stdout, n)
-				}
-				fmt.Fprintln(a.stdout)
-			}
+			a.printDeleted("Deleted Volumes:", rep.VolumesDeleted)
 			fmt.Fprintf(a.stdout, "Total reclaimed space: %s\n", humanSize(int64(rep.SpaceReclaimed)))
 			return err
 		},

@@ -78,14 +78,7 @@ func (s *Store) Save(ctx context.Context, w io.Writer, refs []string, opts SaveO
 	if err != nil {
 		return err
 	}
-	c := opts.Client
-	if c == nil {
-		creds := opts.Credentials
-		if creds == nil {
-			creds = client.DefaultCredentials(s.AuthFile())
-		}
-		c = client.New(client.Options{Credentials: creds, Insecure: opts.Insecure})
-	}
+	c := s.registryClient(opts.Client, opts.Credentials, opts.Insecure)
 	tw := tar.NewWriter(w)
 	epoch := time.Unix(0, 0).UTC()
 	dir := func(name string) error {

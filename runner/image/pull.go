@@ -79,17 +79,10 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (*Image,
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultConcurrency
 	}
-	p := &puller{s: s, c: opts.Client, ref: r, refStr: r.String(), opts: opts, progress: opts.Progress,
+	p := &puller{s: s, c: s.registryClient(opts.Client, opts.Credentials, opts.Insecure), ref: r, refStr: r.String(), opts: opts, progress: opts.Progress,
 		sem: make(chan struct{}, opts.Concurrency)}
 	if p.progress == nil {
 		p.progress = nopReporter{}
-	}
-	if p.c == nil {
-		creds := opts.Credentials
-		if creds == nil {
-			creds = client.DefaultCredentials(s.AuthFile())
-		}
-		p.c = client.New(client.Options{Credentials: creds, Insecure: opts.Insecure})
 	}
 	img, err := p.pull(ctx)
 	if err != nil {

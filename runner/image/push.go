@@ -110,14 +110,7 @@ func (s *Store) Push(ctx context.Context, ref string, opts PushOptions) (*PushRe
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = DefaultPushConcurrency
 	}
-	c := opts.Client
-	if c == nil {
-		creds := opts.Credentials
-		if creds == nil {
-			creds = client.DefaultCredentials(s.AuthFile())
-		}
-		c = client.New(client.Options{Credentials: creds, Insecure: opts.Insecure})
-	}
+	c := s.registryClient(opts.Client, opts.Credentials, opts.Insecure)
 	progress := opts.Progress
 	if progress == nil {
 		progress = nopReporter{}

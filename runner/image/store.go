@@ -192,6 +192,18 @@ func (s *Store) Snapshots() *snapshot.Store { return s.snaps }
 // AuthFile returns the credentials file of `pull-run login`: <state root>/auth.json.
 func (s *Store) AuthFile() string { return filepath.Join(s.stateRoot, "auth.json") }
 
+// registryClient is c, or without one a client with creds (nil: the state root's auth
+// file, see AuthFile) that reaches the insecure registries over plain HTTP.
+func (s *Store) registryClient(c *client.Client, creds client.CredentialStore, insecure []string) *client.Client {
+	if c != nil {
+		return c
+	}
+	if creds == nil {
+		creds = client.DefaultCredentials(s.AuthFile())
+	}
+	return client.New(client.Options{Credentials: creds, Insecure: insecure})
+}
+
 // ---------------------------------------------------------------------------------------------
 // locking and files
 

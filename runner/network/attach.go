@@ -75,15 +75,7 @@ func (s *Store) Attach(ctx context.Context, network string, req EndpointRequest,
 						changed = true
 					}
 				}
-				if err := s.dp.createBridge(n, s.tag); err != nil {
-					return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
-				}
-				if err := s.dp.setupNAT(n, s.tag); err != nil {
-					s.dp.teardownNAT(n, s.tag)
-					s.dp.deleteLink(n.Bridge)
-					return err
-				}
-				return nil
+				return s.upBridge(n)
 			})
 			if err != nil {
 				return changed, err
@@ -92,9 +84,7 @@ func (s *Store) Attach(ctx context.Context, network string, req EndpointRequest,
 		}
 		undoBridge := func() {
 			if madeBridge && n.Default && len(sn.Endpoints) == 0 {
-				s.withHostLock(func() error {
-					return errors.Join(s.dp.teardownNAT(n, s.tag), s.dp.deleteLink(n.Bridge))
-				})
+				s.withHostLock(func() error { return s.downBridge(n) })
 			}
 		}
 
@@ -261,9 +251,7 @@ func (s *Store) detach(sn *storedNetwork, container string) (bool, error) {
 	delete(sn.Endpoints, e.ContainerID)
 	if sn.Network.Default && len(sn.Endpoints) == 0 {
 		n := sn.net()
-		if err := s.withHostLock(func() error {
-			return errors.Join(s.dp.teardownNAT(n, s.tag), s.dp.deleteLink(n.Bridge))
-		}); err != nil {
+		if err := s.withHostLock(func() error { return s.downBridge(n) }); err != nil {
 			return true, fmt.Errorf("remove the default bridge %s: %w", n.Bridge, err)
 		}
 	}

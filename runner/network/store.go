@@ -118,6 +118,24 @@ func (s *Store) update(fn func(st *state) (changed bool, err error)) error {
 	return err
 }
 
+// upBridge creates n's bridge and its forwarding and NAT rules; when a step fails, it
+// leaves neither. The caller holds the host lock.
+func (s *Store) upBridge(n *Network) error {
+	if err := s.dp.createBridge(n, s.tag); err != nil {
+		return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
+	}
+	if err := s.dp.setupNAT(n, s.tag); err != nil {
+		s.downBridge(n)
+		return err
+	}
+	return nil
+}
+
+// downBridge deletes n's rules and bridge. The caller holds the host lock.
+func (s *Store) downBridge(n *Network) error {
+	return errors.Join(s.dp.teardownNAT(n, s.tag), s.dp.deleteLink(n.Bridge))
+}
+
 // withHostLock runs fn under the host-wide network lock.
 func (s *Store) withHostLock(fn func() error) error {
 	if err := os.MkdirAll(filepath.Dir(s.hostLock), 0o755); err != nil {
@@ -259,15 +277,7 @@ func (s *Store) Create(ctx context.Context, o CreateOptions) (*Network, error) {
 			} else if exists {
 				return newError(ErrConflict, fmt.Sprintf("bridge name %s is already in use on this host", n.Bridge))
 			}
-			if err := s.dp.createBridge(n, s.tag); err != nil {
-				return fmt.Errorf("create bridge %s: %w", n.Bridge, err)
-			}
-			if err := s.dp.setupNAT(n, s.tag); err != nil {
-				s.dp.teardownNAT(n, s.tag)
-				s.dp.deleteLink(n.Bridge)
-				return err
-			}
-			return nil
+			return s.upBridge(n)
 		})
 		if err != nil {
 			return false, err
@@ -279,10 +289,7 @@ func (s *Store) Create(ctx context.Context, o CreateOptions) (*Network, error) {
 	if err != nil {
 		// A state that could not be written must not keep the bridge.
 		if out != nil {
-			s.withHostLock(func() error {
-				s.dp.teardownNAT(out, s.tag)
-				return s.dp.deleteLink(out.Bridge)
-			})
+			s.withHostLock(func() error { return s.downBridge(out) })
 		}
 		return nil, err
 	}
@@ -418,8 +425,8 @@ func (s *Store) usedNets(st *state, skip *storedNetwork) ([]usedNet, error) {
 // Lookup, List
 
 // Lookup returns a network by full ID, name or unique ID prefix (in that order; "bridge" is
-// the default network), with its live endpoints. Unknown: ErrNotFound; a prefix of several
-// IDs: ErrInvalid.
+// the default network), with its live endpoints. Unknown: ErrNotFound, with Docker's
+// "network NAME not found" as its message; a prefix of several IDs: ErrInvalid.
 func (s *Store) Lookup(nameOrID string) (*Network, error) {
 	var out *Network
 	err := s.update(func(st *state) (bool, error) {
@@ -520,10 +527,7 @@ func (s *Store) Remove(ctx context.Context, nameOrID string) error {
 // removeNetwork deletes a user network's rules and bridge and drops it from the state.
 func (s *Store) removeNetwork(st *state, sn *storedNetwork) error {
 	n := sn.net()
-	err := s.withHostLock(func() error {
-		return errors.Join(s.dp.teardownNAT(n, s.tag), s.dp.deleteLink(n.Bridge))
-	})
-	if err != nil {
+	if err := s.withHostLock(func() error { return s.downBridge(n) }); err != nil {
 		return fmt.Errorf("remove network %s: %w", n.Name, err)
 	}
 	st.remove(sn)
