@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,7 +12,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -113,7 +111,7 @@ func (a *app) runCommit(ctx context.Context, name, ref string, o commitOptions) 
 		return err
 	}
 	cfg := commitConfig(baseCfg, c)
-	if err := applyChanges(&cfg.Config, o.changes); err != nil {
+	if err := image.ApplyChanges(&cfg.Config, o.changes); err != nil {
 		return err
 	}
 
@@ -217,264 +215,6 @@ func copySet(m map[string]struct{}) map[string]struct{} {
 		out[k] = struct{}{}
 	}
 	return out
-}
-
-// applyChanges applies commit's --change Dockerfile instructions to cfg: CMD, ENTRYPOINT,
-// ENV, EXPOSE, LABEL, STOPSIGNAL, USER, VOLUME, WORKDIR (Docker's list, without ONBUILD
-// and HEALTHCHECK, which an OCI image config cannot carry). A value may hold several
-// instructions, one a line.
-func applyChanges(cfg *ocispec.ImageConfig, changes []string) error {
-	cmdSet := false
-	for _, change := range changes {
-		for _, line := range strings.Split(change, "\n") {
-			line = strings.TrimSpace(line)
-			if line == "" || strings.HasPrefix(line, "#") {
-				continue
-			}
-			instr, rest, _ := strings.Cut(line, " ")
-			rest = strings.TrimSpace(rest)
-			switch strings.ToUpper(instr) {
-			case "CMD":
-				cfg.Cmd = commandForm(rest)
-				cmdSet = true
-			case "ENTRYPOINT":
-				cfg.Entrypoint = commandForm(rest)
-				if !cmdSet {
-					cfg.Cmd = nil
-				}
-			case "ENV":
-				kv, err := keyValueArgs("ENV", rest)
-				if err != nil {
-					return err
-				}
-				for _, p := range kv {
-					cfg.Env = setEnv(cfg.Env, p[0], p[1])
-				}
-			case "LABEL":
-				kv, err := keyValueArgs("LABEL", rest)
-				if err != nil {
-					return err
-				}
-				if cfg.Labels == nil {
-					cfg.Labels = map[string]string{}
-				}
-				for _, p := range kv {
-					cfg.Labels[p[0]] = p[1]
-				}
-			case "EXPOSE":
-				words, err := shellWords(rest)
-				if err != nil || len(words) == 0 {
-					return errors.New("EXPOSE requires at least one argument")
-				}
-				for _, w := range words {
-					ports, err := exposedPorts(w)
-					if err != nil {
-						return err
-					}
-					if cfg.ExposedPorts == nil {
-						cfg.ExposedPorts = map[string]struct{}{}
-					}
-					for _, p := range ports {
-						cfg.ExposedPorts[p] = struct{}{}
-					}
-				}
-			case "WORKDIR":
-				if rest == "" {
-					return errors.New("WORKDIR requires exactly one argument")
-				}
-				if !path.IsAbs(rest) {
-					rest = path.Join("/", cfg.WorkingDir, rest)
-				}
-				cfg.WorkingDir = path.Clean(rest)
-			case "USER":
-				if rest == "" {
-					return errors.New("USER requires exactly one argument")
-				}
-				cfg.User = rest
-			case "VOLUME":
-				vols, err := listForm(rest)
-				if err != nil || len(vols) == 0 {
-					return errors.New("VOLUME requires at least one argument")
-				}
-				if cfg.Volumes == nil {
-					cfg.Volumes = map[string]struct{}{}
-				}
-				for _, v := range vols {
-					if v = strings.TrimSpace(v); v == "" {
-						return errors.New("VOLUME specified can not be an empty string")
-					}
-					cfg.Volumes[v] = struct{}{}
-				}
-			case "STOPSIGNAL":
-				if rest == "" {
-					return errors.New("STOPSIGNAL requires exactly one argument")
-				}
-				if _, err := parseSignalName(rest); err != nil {
-					return err
-				}
-				cfg.StopSignal = rest
-			case "ONBUILD", "HEALTHCHECK":
-				return fmt.Errorf("%s is not supported by commit --change: an OCI image config cannot carry it", strings.ToUpper(instr))
-			default:
-				return fmt.Errorf("%s is not a valid change command", strings.ToUpper(instr))
-			}
-		}
-	}
-	return nil
-}
-
-// parseSignalName accepts a signal number or name ("SIGTERM", "TERM", "15").
-func parseSignalName(s string) (unix.Signal, error) {
-	if n, err := strconv.Atoi(s); err == nil && n > 0 && n < 65 {
-		return unix.Signal(n), nil
-	}
-	name := strings.ToUpper(s)
-	if !strings.HasPrefix(name, "SIG") {
-		name = "SIG" + name
-	}
-	if sig := unix.SignalNum(name); sig != 0 {
-		return sig, nil
-	}
-	return 0, fmt.Errorf("Invalid signal: %s", s)
-}
-
-// commandForm is CMD/ENTRYPOINT's argument: a JSON array (exec form), else a command for
-// /bin/sh -c (shell form).
-func commandForm(s string) []string {
-	if strings.HasPrefix(s, "[") {
-		var arr []string
-		if json.Unmarshal([]byte(s), &arr) == nil {
-			return arr
-		}
-	}
-	if s == "" {
-		return nil
-	}
-	return []string{"/bin/sh", "-c", s}
-}
-
-// listForm is VOLUME's argument: a JSON array or words.
-func listForm(s string) ([]string, error) {
-	if strings.HasPrefix(s, "[") {
-		var arr []string
-		if json.Unmarshal([]byte(s), &arr) == nil {
-			return arr, nil
-		}
-	}
-	return shellWords(s)
-}
-
-// keyValueArgs parses ENV and LABEL arguments: "k=v k2="v 2"", or the legacy "k v w".
-func keyValueArgs(instr, s string) ([][2]string, error) {
-	words, err := shellWords(s)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", instr, err)
-	}
-	if len(words) == 0 {
-		return nil, fmt.Errorf("%s requires at least one argument", instr)
-	}
-	if !strings.Contains(words[0], "=") {
-		key, val, _ := strings.Cut(s, " ")
-		vw, err := shellWords(strings.TrimSpace(val))
-		if err != nil {
-			return nil, err
-		}
-		if len(vw) == 0 {
-			return nil, fmt.Errorf("%s names can not be blank", instr)
-		}
-		return [][2]string{{key, strings.Join(vw, " ")}}, nil
-	}
-	var out [][2]string
-	for _, w := range words {
-		k, v, ok := strings.Cut(w, "=")
-		if !ok {
-			return nil, fmt.Errorf("Syntax error - can't find = in %q. Must be of the form: name=value", w)
-		}
-		if k == "" {
-			return nil, fmt.Errorf("%s names can not be blank", instr)
-		}
-		out = append(out, [2]string{k, v})
-	}
-	return out, nil
-}
-
-// shellWords splits s into words with Dockerfile quoting: '…', "…" and backslash escapes.
-func shellWords(s string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	inWord := false
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		switch {
-		case ch == ' ' || ch == '\t':
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		case ch == '\\' && i+1 < len(s):
-			i++
-			cur.WriteByte(s[i])
-			inWord = true
-		case ch == '\'' || ch == '"':
-			end := strings.IndexByte(s[i+1:], ch)
-			if end < 0 {
-				return nil, fmt.Errorf("unexpected end of statement while looking for matching %c", ch)
-			}
-			seg := s[i+1 : i+1+end]
-			if ch == '"' {
-				seg = strings.NewReplacer(`\"`, `"`, `\\`, `\`).Replace(seg)
-			}
-			cur.WriteString(seg)
-			i += end + 1
-			inWord = true
-		default:
-			cur.WriteByte(ch)
-			inWord = true
-		}
-	}
-	if inWord {
-		out = append(out, cur.String())
-	}
-	return out, nil
-}
-
-// exposedPorts parses an EXPOSE word: "80", "80/udp", "8000-8002/tcp".
-func exposedPorts(w string) ([]string, error) {
-	port, proto, ok := strings.Cut(w, "/")
-	if !ok {
-		proto = "tcp"
-	}
-	proto = strings.ToLower(proto)
-	if proto != "tcp" && proto != "udp" && proto != "sctp" {
-		return nil, fmt.Errorf("invalid proto: %s", proto)
-	}
-	lo, hi, isRange := strings.Cut(port, "-")
-	start, err := strconv.ParseUint(lo, 10, 16)
-	if err != nil {
-		return nil, fmt.Errorf("invalid containerPort: %s", port)
-	}
-	end := start
-	if isRange {
-		if end, err = strconv.ParseUint(hi, 10, 16); err != nil || end < start {
-			return nil, fmt.Errorf("invalid range specified for container port: %s", port)
-		}
-	}
-	var out []string
-	for p := start; p <= end; p++ {
-		out = append(out, strconv.FormatUint(p, 10)+"/"+proto)
-	}
-	return out, nil
-}
-
-func setEnv(env []string, k, v string) []string {
-	for i, e := range env {
-		if key, _, _ := strings.Cut(e, "="); key == k {
-			env[i] = k + "=" + v
-			return env
-		}
-	}
-	return append(env, k+"="+v)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import (
 	"github.com/distribution/reference"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
 )
 
 // Annotations of the OCI image layout index that name an image (as containerd and Docker
@@ -703,85 +704,166 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 	return s.create(ctx, spec)
 }
 
-// ApplyChanges applies Dockerfile instructions, as `docker import -c` and `docker commit
-// -c` take them, to an image config: CMD, ENTRYPOINT (JSON or shell form), ENV, LABEL,
-// EXPOSE, VOLUME, WORKDIR, USER, STOPSIGNAL, ONBUILD.
+// ---------------------------------------------------------------------------------------------
+// changes: the Dockerfile instructions of `docker commit -c` and `docker import -c`
+
+// ApplyChanges applies Dockerfile instructions to an image config, as `docker commit
+// --change` and `docker import --change` do (both commands use it). The changes are read
+// as one Dockerfile: a value may hold several instructions, one a line, with `\` line
+// continuations and # comments; instruction names are case-insensitive.
+//
+//   - CMD, ENTRYPOINT: JSON (exec) form, else shell form (["/bin/sh", "-c", rest]); an
+//     ENTRYPOINT clears the Cmd unless a CMD came before it in the same changes.
+//   - ENV, LABEL: `k=v k2="v 2"` pairs, or the legacy `k v` (the rest of the line).
+//   - EXPOSE: ports, ranges and /tcp, /udp or /sctp ("80", "53/udp", "8000-8002").
+//   - VOLUME: a JSON array or words. WORKDIR (relative to the current one), USER,
+//     STOPSIGNAL (a signal name or number).
+//
+// Every instruction but CMD and ENTRYPOINT has its words processed as Docker's shell
+// lexer does: '…' and "…" quoting, `\` escapes and $VAR, ${VAR}, ${VAR:-word},
+// ${VAR:+word} (and -, +, ?, :? forms) expanded from the config's Env as it is before the
+// instruction. ONBUILD and HEALTHCHECK are refused, since an OCI image config has no field
+// for them; any other instruction is "not a valid change command", as Docker says.
 func ApplyChanges(c *ocispec.ImageConfig, changes []string) error {
-	for _, ch := range changes {
-		ch = strings.TrimSpace(ch)
-		if ch == "" {
-			continue
+	cmdSet := false
+	for _, line := range changeLines(changes) {
+		instr, rest := line, ""
+		if i := strings.IndexAny(line, " \t"); i >= 0 {
+			instr, rest = line[:i], strings.TrimSpace(line[i+1:])
 		}
-		instr, rest, _ := strings.Cut(ch, " ")
-		rest = strings.TrimSpace(rest)
-		switch strings.ToUpper(instr) {
+		name := strings.ToUpper(instr)
+		env := slices.Clone(c.Env) // expansion sees the Env from before the instruction
+		if rest == "" {
+			switch name {
+			case "WORKDIR", "USER", "STOPSIGNAL":
+				return fmt.Errorf("%s requires exactly one argument", name)
+			case "CMD", "ENTRYPOINT", "ENV", "LABEL", "EXPOSE", "VOLUME":
+				return fmt.Errorf("%s requires at least one argument", name)
+			}
+		}
+		switch name {
 		case "CMD":
-			c.Cmd = commandForm(rest)
+			c.Cmd = commandLine(rest)
+			cmdSet = true
 		case "ENTRYPOINT":
-			c.Entrypoint = commandForm(rest)
-		case "ENV":
-			kvs, err := keyValues(rest, "ENV")
+			c.Entrypoint = commandLine(rest)
+			if !cmdSet {
+				c.Cmd = nil
+			}
+		case "ENV", "LABEL":
+			pairs, err := nameValues(name, rest, env)
 			if err != nil {
 				return err
 			}
-			for _, kv := range kvs {
-				k, _, _ := strings.Cut(kv, "=")
-				c.Env = slices.DeleteFunc(c.Env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
-				c.Env = append(c.Env, kv)
-			}
-		case "LABEL":
-			kvs, err := keyValues(rest, "LABEL")
-			if err != nil {
-				return err
-			}
-			if c.Labels == nil {
-				c.Labels = map[string]string{}
-			}
-			for _, kv := range kvs {
-				k, v, _ := strings.Cut(kv, "=")
-				c.Labels[k] = v
+			for _, kv := range pairs {
+				if name == "ENV" {
+					c.Env = setEnv(c.Env, kv[0], kv[1])
+					continue
+				}
+				if c.Labels == nil {
+					c.Labels = map[string]string{}
+				}
+				c.Labels[kv[0]] = kv[1]
 			}
 		case "EXPOSE":
-			if c.ExposedPorts == nil {
-				c.ExposedPorts = map[string]struct{}{}
-			}
-			for _, p := range strings.Fields(rest) {
-				if !strings.Contains(p, "/") {
-					p += "/tcp"
+			// As Docker, the one instruction whose expansion may give several words.
+			for _, f := range strings.Fields(rest) {
+				words, err := shellWords(f, env, true)
+				if err != nil {
+					return err
 				}
-				c.ExposedPorts[p] = struct{}{}
+				for _, w := range words {
+					ports, err := exposedPorts(w)
+					if err != nil {
+						return err
+					}
+					if c.ExposedPorts == nil {
+						c.ExposedPorts = map[string]struct{}{}
+					}
+					for _, p := range ports {
+						c.ExposedPorts[p] = struct{}{}
+					}
+				}
 			}
 		case "VOLUME":
-			if c.Volumes == nil {
-				c.Volumes = map[string]struct{}{}
-			}
 			var vols []string
-			if json.Unmarshal([]byte(rest), &vols) != nil {
+			if !strings.HasPrefix(rest, "[") || json.Unmarshal([]byte(rest), &vols) != nil {
 				vols = strings.Fields(rest)
 			}
+			if len(vols) == 0 {
+				return errors.New("VOLUME requires at least one argument")
+			}
 			for _, v := range vols {
+				v, err := shellWord(v, env)
+				if err != nil {
+					return err
+				}
+				if v = strings.TrimSpace(v); v == "" {
+					return errors.New("VOLUME specified can not be an empty string")
+				}
+				if c.Volumes == nil {
+					c.Volumes = map[string]struct{}{}
+				}
 				c.Volumes[v] = struct{}{}
 			}
-		case "WORKDIR":
-			c.WorkingDir = unquote(rest)
-		case "USER":
-			c.User = unquote(rest)
-		case "STOPSIGNAL":
-			c.StopSignal = unquote(rest)
-		case "ONBUILD":
-			// Kept in Docker's config only; the OCI config has no field for it.
+		case "WORKDIR", "USER", "STOPSIGNAL":
+			v, err := shellWord(rest, env)
+			if err != nil {
+				return err
+			}
+			if v == "" {
+				return fmt.Errorf("%s requires exactly one argument", name)
+			}
+			switch name {
+			case "WORKDIR":
+				if !path.IsAbs(v) {
+					v = path.Join("/", c.WorkingDir, v)
+				}
+				c.WorkingDir = path.Clean(v)
+			case "USER":
+				c.User = v
+			case "STOPSIGNAL":
+				if err := checkSignal(v); err != nil {
+					return err
+				}
+				c.StopSignal = v
+			}
+		case "ONBUILD", "HEALTHCHECK":
+			return fmt.Errorf("%s is not supported as a change: an OCI image config has no field for it", name)
 		default:
-			return fmt.Errorf("%s is not a valid change command", instr)
-		}
-		if rest == "" && !strings.EqualFold(instr, "ONBUILD") {
-			return fmt.Errorf("%s requires at least one argument", strings.ToUpper(instr))
+			return fmt.Errorf("%s is not a valid change command", name)
 		}
 	}
 	return nil
 }
 
-// commandForm parses the JSON (exec) form, else the shell form of CMD/ENTRYPOINT.
-func commandForm(s string) []string {
+// changeLines joins the changes into one Dockerfile and returns its instructions: blank
+// lines and # comments dropped, lines ending in `\` joined with the next.
+func changeLines(changes []string) []string {
+	var out []string
+	var cur strings.Builder
+	for _, l := range strings.Split(strings.Join(changes, "\n"), "\n") {
+		t := strings.TrimSpace(l)
+		if t == "" || strings.HasPrefix(t, "#") {
+			continue
+		}
+		if s, ok := strings.CutSuffix(t, `\`); ok {
+			cur.WriteString(s)
+			continue
+		}
+		cur.WriteString(t)
+		out = append(out, cur.String())
+		cur.Reset()
+	}
+	if cur.Len() > 0 {
+		out = append(out, strings.TrimSpace(cur.String()))
+	}
+	return out
+}
+
+// commandLine is CMD's or ENTRYPOINT's argument: a JSON array of strings (exec form), else
+// the text for /bin/sh -c (shell form), unexpanded.
+func commandLine(s string) []string {
 	var argv []string
 	if strings.HasPrefix(s, "[") && json.Unmarshal([]byte(s), &argv) == nil {
 		return argv
@@ -789,62 +871,329 @@ func commandForm(s string) []string {
 	return []string{"/bin/sh", "-c", s}
 }
 
-func unquote(s string) string {
-	if u, err := strconv.Unquote(s); err == nil {
-		return u
-	}
-	return s
-}
-
-// keyValues parses "k=v k2='v 2'" or the legacy "k v" form.
-func keyValues(s, instr string) ([]string, error) {
-	if !strings.Contains(s, "=") {
-		k, v, ok := strings.Cut(s, " ")
-		if !ok || strings.TrimSpace(k) == "" {
+// nameValues parses ENV's or LABEL's argument: "k=v k2='v 2'" or the legacy "k v w" (the
+// value is the rest of the line), keys and values expanded from env.
+func nameValues(instr, s string, env []string) ([][2]string, error) {
+	words := rawWords(s)
+	var raw [][2]string
+	if !strings.Contains(words[0], "=") {
+		i := strings.IndexAny(s, " \t")
+		if i < 0 {
 			return nil, fmt.Errorf("%s must have two arguments", instr)
 		}
-		return []string{k + "=" + strings.TrimSpace(v)}, nil
-	}
-	var out []string
-	for _, w := range shellWords(s) {
-		k, _, ok := strings.Cut(w, "=")
-		if !ok || k == "" {
-			return nil, fmt.Errorf("%s names can not be blank: %q", instr, w)
+		raw = [][2]string{{s[:i], strings.TrimSpace(s[i+1:])}}
+	} else {
+		for _, w := range words {
+			k, v, ok := strings.Cut(w, "=")
+			if !ok {
+				return nil, fmt.Errorf("Syntax error - can't find = in %q. Must be of the form: name=value", w)
+			}
+			raw = append(raw, [2]string{k, v})
 		}
-		out = append(out, w)
+	}
+	out := make([][2]string, 0, len(raw))
+	for _, kv := range raw {
+		k, err := shellWord(kv[0], env)
+		if err != nil {
+			return nil, err
+		}
+		if k == "" {
+			return nil, fmt.Errorf("%s names can not be blank", instr)
+		}
+		v, err := shellWord(kv[1], env)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, [2]string{k, v})
 	}
 	return out, nil
 }
 
-// shellWords splits on spaces outside quotes and drops the quotes.
-func shellWords(s string) []string {
+// rawWords splits s on blanks outside quotes, keeping quotes and escapes in the words (the
+// Dockerfile parser's first pass over ENV and LABEL).
+func rawWords(s string) []string {
 	var out []string
 	var cur strings.Builder
-	var quote rune
-	in := false
-	for _, r := range s {
+	var quote byte
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
 		switch {
-		case quote != 0:
-			if r == quote {
-				quote = 0
-			} else {
-				cur.WriteRune(r)
-			}
-		case r == '"' || r == '\'':
-			quote, in = r, true
-		case r == ' ' || r == '\t':
-			if in {
+		case quote == 0 && (ch == ' ' || ch == '\t'):
+			if cur.Len() > 0 {
 				out = append(out, cur.String())
 				cur.Reset()
-				in = false
 			}
-		default:
-			cur.WriteRune(r)
-			in = true
+			continue
+		case ch == '\\' && i+1 < len(s):
+			cur.WriteByte(ch)
+			i++
+			ch = s[i]
+		case ch == quote:
+			quote = 0
+		case quote == 0 && (ch == '\'' || ch == '"'):
+			quote = ch
 		}
+		cur.WriteByte(ch)
 	}
-	if in {
+	if cur.Len() > 0 {
 		out = append(out, cur.String())
 	}
 	return out
+}
+
+// shellWord processes one Dockerfile word: quotes removed, escapes applied, variables
+// expanded from env; blanks are kept.
+func shellWord(s string, env []string) (string, error) {
+	w, err := shellWords(s, env, false)
+	if err != nil || len(w) == 0 {
+		return "", err
+	}
+	return w[0], nil
+}
+
+// shellWords is Docker's shell lexer with `\` as escape: '…' is literal, "…" expands
+// variables and takes `\` before ", $ and \ only, outside quotes `\` escapes any
+// character. With split, the result is split into words on blanks outside quotes
+// (including blanks an unquoted expansion brings); without, it is one word.
+func shellWords(s string, env []string, split bool) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	flush := func() {
+		if inWord {
+			words = append(words, cur.String())
+			cur.Reset()
+			inWord = false
+		}
+	}
+	isBlank := func(c byte) bool { return c == ' ' || c == '\t' || c == '\n' }
+	for i := 0; i < len(s); {
+		ch := s[i]
+		switch {
+		case split && isBlank(ch):
+			flush()
+			i++
+		case ch == '\\':
+			if i+1 < len(s) {
+				cur.WriteByte(s[i+1])
+				inWord = true
+			}
+			i += 2
+		case ch == '\'':
+			end := strings.IndexByte(s[i+1:], '\'')
+			if end < 0 {
+				return nil, errors.New("unexpected end of statement while looking for matching single-quote")
+			}
+			cur.WriteString(s[i+1 : i+1+end])
+			inWord = true
+			i += end + 2
+		case ch == '"':
+			i++
+			closed := false
+			for i < len(s) && !closed {
+				switch c := s[i]; {
+				case c == '"':
+					closed = true
+					i++
+				case c == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '$' || s[i+1] == '\\'):
+					cur.WriteByte(s[i+1])
+					i += 2
+				case c == '$':
+					v, n, err := expandVar(s[i:], env)
+					if err != nil {
+						return nil, err
+					}
+					cur.WriteString(v)
+					i += n
+				default:
+					cur.WriteByte(c)
+					i++
+				}
+			}
+			if !closed {
+				return nil, errors.New("unexpected end of statement while looking for matching double-quote")
+			}
+			inWord = true
+		case ch == '$':
+			v, n, err := expandVar(s[i:], env)
+			if err != nil {
+				return nil, err
+			}
+			i += n
+			for j := 0; j < len(v); j++ {
+				if split && isBlank(v[j]) {
+					flush()
+					continue
+				}
+				cur.WriteByte(v[j])
+				inWord = true
+			}
+		default:
+			cur.WriteByte(ch)
+			inWord = true
+			i++
+		}
+	}
+	if !split {
+		return []string{cur.String()}, nil
+	}
+	flush()
+	return words, nil
+}
+
+// expandVar expands the variable reference at the start of s (s[0] is '$') and returns its
+// value and the length of the reference; a '$' not followed by a name is literal.
+func expandVar(s string, env []string) (string, int, error) {
+	isName := func(c byte) bool {
+		return c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+	}
+	if len(s) < 2 {
+		return "$", 1, nil
+	}
+	if s[1] != '{' {
+		n := 1
+		if s[1] >= '0' && s[1] <= '9' { // $1: digits only, as Docker
+			for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+				n++
+			}
+		} else {
+			for n < len(s) && isName(s[n]) {
+				n++
+			}
+		}
+		if n == 1 {
+			return "$", 1, nil
+		}
+		v, _ := lookupEnv(env, s[1:n])
+		return v, n, nil
+	}
+	// ${…}: find the matching brace, nested ${…} included.
+	end, depth := -1, 1
+	for j := 2; j < len(s) && end < 0; j++ {
+		switch {
+		case s[j] == '\\':
+			j++
+		case s[j] == '$' && j+1 < len(s) && s[j+1] == '{':
+			depth++
+			j++
+		case s[j] == '}':
+			if depth--; depth == 0 {
+				end = j
+			}
+		}
+	}
+	if end < 0 {
+		return "", 0, errors.New("missing '}'")
+	}
+	body := s[2:end]
+	n := 0
+	for n < len(body) && isName(body[n]) {
+		n++
+	}
+	name, mod := body[:n], body[n:]
+	if name == "" {
+		return "", 0, fmt.Errorf("bad substitution: ${%s}", body)
+	}
+	val, set := lookupEnv(env, name)
+	if mod == "" {
+		return val, end + 1, nil
+	}
+	colon := strings.HasPrefix(mod, ":")
+	op := strings.TrimPrefix(mod, ":")
+	if op == "" {
+		return "", 0, fmt.Errorf("bad substitution: ${%s}", body)
+	}
+	word, err := shellWord(op[1:], env)
+	if err != nil {
+		return "", 0, err
+	}
+	present := set && (!colon || val != "")
+	switch op[0] {
+	case '-':
+		if !present {
+			val = word
+		}
+	case '+':
+		val = ""
+		if present {
+			val = word
+		}
+	case '?':
+		if !present {
+			if word == "" {
+				word = "is not allowed to be unset"
+				if colon {
+					word = "is not allowed to be empty"
+				}
+			}
+			return "", 0, fmt.Errorf("%s: %s", name, word)
+		}
+	default:
+		return "", 0, fmt.Errorf("unsupported modifier (%s) in substitution", mod)
+	}
+	return val, end + 1, nil
+}
+
+// lookupEnv finds name in a KEY=value list.
+func lookupEnv(env []string, name string) (string, bool) {
+	for _, e := range env {
+		if k, v, _ := strings.Cut(e, "="); k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// setEnv sets k=v in env, in place if k is there (as Docker's ENV), else at the end.
+func setEnv(env []string, k, v string) []string {
+	for i, e := range env {
+		if key, _, _ := strings.Cut(e, "="); key == k {
+			env[i] = k + "=" + v
+			return env
+		}
+	}
+	return append(env, k+"="+v)
+}
+
+// exposedPorts parses an EXPOSE word: "80", "80/udp", "8000-8002/tcp".
+func exposedPorts(w string) ([]string, error) {
+	port, proto, ok := strings.Cut(w, "/")
+	if !ok || proto == "" {
+		proto = "tcp"
+	}
+	proto = strings.ToLower(proto)
+	if proto != "tcp" && proto != "udp" && proto != "sctp" {
+		return nil, fmt.Errorf("invalid proto: %s", proto)
+	}
+	lo, hi, isRange := strings.Cut(port, "-")
+	start, err := strconv.ParseUint(lo, 10, 16)
+	if err != nil || start == 0 {
+		return nil, fmt.Errorf("invalid containerPort: %s", port)
+	}
+	end := start
+	if isRange {
+		if end, err = strconv.ParseUint(hi, 10, 16); err != nil || end < start {
+			return nil, fmt.Errorf("invalid range specified for container port: %s", port)
+		}
+	}
+	out := make([]string, 0, end-start+1)
+	for p := start; p <= end; p++ {
+		out = append(out, strconv.FormatUint(p, 10)+"/"+proto)
+	}
+	return out, nil
+}
+
+// checkSignal accepts a signal number or name ("SIGTERM", "TERM", "15"), as Docker's
+// STOPSIGNAL does.
+func checkSignal(s string) error {
+	if n, err := strconv.Atoi(s); err == nil {
+		if n <= 0 || n > 64 {
+			return fmt.Errorf("Invalid signal: %s", s)
+		}
+		return nil
+	}
+	if unix.SignalNum("SIG"+strings.TrimPrefix(strings.ToUpper(s), "SIG")) == 0 {
+		return fmt.Errorf("Invalid signal: %s", s)
+	}
+	return nil
 }
