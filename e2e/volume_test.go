@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
@@ -88,7 +89,26 @@ func TestVolumeNamedAndCommands(t *testing.T) {
 	}
 
 	// A volume in use cannot be removed (nor pruned), with -f neither.
-	id := strings.TrimSpace(h.must("create", "--name", "holder", "--network", "none", "-v", "data1:/data", h.image, "true"))
+	bdir := t.TempDir()
+	id := strings.TrimSpace(h.must("create", "--name", "holder", "--network", "none", "-v", "data1:/data", "-v", "/anon",
+		"--mount", "type=bind,src="+bdir+",dst=/b,readonly,bind-propagation=rslave", "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m",
+		"--mount", "type=volume,dst=/mv,volume-nocopy", h.image, "true"))
+	// inspect, as Docker's: -v's anonymous volume in Config.Volumes (a named one and
+	// --mount's are not), the --mount values in HostConfig.Mounts in the API's shape.
+	if got := h.field("holder", "{{json .Config.Volumes}}"); got != `{"/anon":{}}` {
+		t.Errorf("Config.Volumes: %s", got)
+	}
+	var gotMounts, wantMounts []map[string]any
+	if err := json.Unmarshal([]byte(h.field("holder", "{{json .HostConfig.Mounts}}")), &gotMounts); err != nil {
+		t.Fatalf("HostConfig.Mounts: %v", err)
+	}
+	if err := json.Unmarshal([]byte(`[{"Type":"bind","Source":"`+bdir+`","Target":"/b","ReadOnly":true,"BindOptions":{"Propagation":"rslave"}},`+
+		`{"Type":"tmpfs","Target":"/t","TmpfsOptions":{"SizeBytes":1048576}},{"Type":"volume","Target":"/mv","VolumeOptions":{"NoCopy":true}}]`), &wantMounts); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(gotMounts, wantMounts) {
+		t.Errorf("HostConfig.Mounts:\n got %v\nwant %v", gotMounts, wantMounts)
+	}
 	h.expect(1, []string{"volume", "rm", "data1"}, "remove data1: volume is in use - ["+id+"]")
 	h.expect(1, []string{"volume", "rm", "-f", "data1"}, "volume is in use")
 	if out := h.must("volume", "ls", "-q", "--filter", "dangling=true"); strings.Contains(out, "data1") {
@@ -98,7 +118,7 @@ func TestVolumeNamedAndCommands(t *testing.T) {
 	if got := h.volNames(); !slices.Contains(got, "data1") || slices.Contains(got, "data2") {
 		t.Errorf("after prune -a: %v (data1 in use must stay, data2 unused must go)", got)
 	}
-	h.must("rm", "holder")
+	h.must("rm", "-v", "holder")
 	if out := h.must("volume", "rm", "data1"); out != "data1\n" {
 		t.Errorf("volume rm printed %q", out)
 	}
@@ -226,6 +246,14 @@ func TestVolumeCopyUpAndRemove(t *testing.T) {
 	ms = h.volumeMounts("c2")
 	if len(ms) != 3 {
 		t.Fatalf("c2 Mounts: %v", ms)
+	}
+	// Config.Volumes has the image's VOLUMEs and -v's anonymous ones; no --mount, no
+	// HostConfig.Mounts.
+	if got := h.field("c2", "{{json .Config.Volumes}}"); got != `{"/anon":{},"/data":{}}` {
+		t.Errorf("c2 Config.Volumes: %s", got)
+	}
+	if got := h.field("c2", "{{json .HostConfig.Mounts}}"); got != "null" {
+		t.Errorf("c2 HostConfig.Mounts: %s", got)
 	}
 	var c2anon []string
 	for _, m := range ms {

@@ -18,6 +18,10 @@ type volumePlan struct {
 	mounts []volume.Mount
 	// from are the --volumes-from values.
 	from []volumesFrom
+	// anon are the -v values without a source, as given (Config.Volumes, as Docker's CLI
+	// puts them); apiMounts the --mount values in the API's shape (HostConfig.Mounts).
+	anon      []string
+	apiMounts []container.Mount
 }
 
 type volumesFrom struct{ name, mode string }
@@ -52,6 +56,9 @@ func planVolumes(o *runOptions) error {
 		if err := add(m); err != nil {
 			return err
 		}
+		if m.Type == volume.TypeVolume && m.Source == "" {
+			vp.anon = append(vp.anon, v)
+		}
 	}
 	for _, v := range o.mounts {
 		m, err := volume.ParseMount(v)
@@ -61,6 +68,7 @@ func planVolumes(o *runOptions) error {
 		if err := add(m); err != nil {
 			return err
 		}
+		vp.apiMounts = append(vp.apiMounts, apiMount(m))
 	}
 	for _, v := range o.volumesFrom {
 		name, mode, err := volume.ParseVolumesFrom(v)
@@ -91,6 +99,7 @@ func (a *app) createContainer(ctx context.Context, m *container.Manager, p *crea
 	if vp == nil {
 		vp = &volumePlan{}
 	}
+	p.create.Volumes, p.create.HostMounts = vp.anon, vp.apiMounts
 	covered := map[string]bool{}
 	for _, t := range p.spec.Tmpfs {
 		dst, _, _ := strings.Cut(t, ":")
@@ -229,4 +238,25 @@ func (a *app) createContainer(ctx context.Context, m *container.Manager, p *crea
 		}
 	}
 	return c, nil
+}
+
+// apiMount is a parsed --mount value in the shape of Docker's API (HostConfig.Mounts): the
+// options of its type only when one was set.
+func apiMount(m volume.Mount) container.Mount {
+	am := container.Mount{Type: m.Type, Source: m.Source, Target: m.Target, ReadOnly: m.ReadOnly}
+	switch m.Type {
+	case volume.TypeBind:
+		if m.Propagation != "" {
+			am.BindOptions = &container.BindOptions{Propagation: m.Propagation}
+		}
+	case volume.TypeVolume:
+		if m.NoCopy || len(m.Labels) > 0 {
+			am.VolumeOptions = &container.VolumeOptions{NoCopy: m.NoCopy, Labels: m.Labels}
+		}
+	case volume.TypeTmpfs:
+		if m.TmpfsSize != 0 || m.TmpfsMode != 0 {
+			am.TmpfsOptions = &container.TmpfsOptions{SizeBytes: m.TmpfsSize, Mode: m.TmpfsMode}
+		}
+	}
+	return am
 }

@@ -3,6 +3,7 @@ package container
 import (
 	"bufio"
 	"context"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -72,6 +73,11 @@ type CreateOptions struct {
 	// as inspect shows them (nil: derived from Spec.Mounts).
 	Binds  []string
 	Mounts []MountPoint
+	// Volumes are the targets of -v's anonymous volumes (`-v /path`): Config.Volumes shows
+	// them with the image's VOLUMEs, as Docker's does. HostMounts are the --mount values
+	// (HostConfig.Mounts).
+	Volumes    []string
+	HostMounts []Mount
 }
 
 // Create creates a container: its name, its directories (the overlay's upper and work
@@ -400,6 +406,16 @@ func dockerConfig(o *CreateOptions, so *spec.Options, sp *specs.Spec) DockerConf
 	if stop == "" {
 		stop = ic.StopSignal
 	}
+	vols := ic.Volumes
+	if len(o.Volumes) > 0 {
+		vols = maps.Clone(ic.Volumes)
+		if vols == nil {
+			vols = map[string]struct{}{}
+		}
+		for _, v := range o.Volumes {
+			vols[v] = struct{}{}
+		}
+	}
 	return DockerConfig{
 		Hostname:     sp.Hostname,
 		Domainname:   sp.Domainname,
@@ -414,7 +430,7 @@ func dockerConfig(o *CreateOptions, so *spec.Options, sp *specs.Spec) DockerConf
 		Env:          slices.Clone(sp.Process.Env),
 		Cmd:          slices.Clone(cmd),
 		Image:        o.Image.Ref,
-		Volumes:      ic.Volumes,
+		Volumes:      vols,
 		WorkingDir:   wd,
 		Entrypoint:   slices.Clone(entrypoint),
 		Labels:       labels,
@@ -446,6 +462,7 @@ func hostConfig(o *CreateOptions, so *spec.Options, logCfg LogConfig) HostConfig
 	}
 	hc := HostConfig{
 		Binds:          o.Binds,
+		Mounts:         o.HostMounts,
 		LogConfig:      logCfg,
 		NetworkMode:    mode,
 		RestartPolicy:  rp,

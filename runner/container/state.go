@@ -1,6 +1,7 @@
 package container
 
 import (
+	"os"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -178,6 +179,37 @@ type HostConfig struct {
 	PidsLimit         *int64            `json:"PidsLimit"`
 	Ulimits           []Ulimit          `json:"Ulimits"`
 	Init              bool              `json:"Init"`
+	// Mounts are the --mount values, in the API's shape (not -v: see Binds).
+	Mounts []Mount `json:"Mounts,omitempty"`
+}
+
+// Mount is one entry of HostConfig.Mounts: a --mount value as Docker's API has it (the
+// Source as given: a volume name, "" for an anonymous volume or a tmpfs, a host path).
+type Mount struct {
+	Type          string         `json:"Type,omitempty"`
+	Source        string         `json:"Source,omitempty"`
+	Target        string         `json:"Target,omitempty"`
+	ReadOnly      bool           `json:"ReadOnly,omitempty"`
+	BindOptions   *BindOptions   `json:"BindOptions,omitempty"`
+	VolumeOptions *VolumeOptions `json:"VolumeOptions,omitempty"`
+	TmpfsOptions  *TmpfsOptions  `json:"TmpfsOptions,omitempty"`
+}
+
+// BindOptions are a bind Mount's options.
+type BindOptions struct {
+	Propagation string `json:"Propagation,omitempty"`
+}
+
+// VolumeOptions are a volume Mount's options.
+type VolumeOptions struct {
+	NoCopy bool              `json:"NoCopy,omitempty"`
+	Labels map[string]string `json:"Labels,omitempty"`
+}
+
+// TmpfsOptions are a tmpfs Mount's options.
+type TmpfsOptions struct {
+	SizeBytes int64       `json:"SizeBytes,omitempty"`
+	Mode      os.FileMode `json:"Mode,omitempty"`
 }
 
 // Ulimit is one entry of HostConfig.Ulimits.
