@@ -33,9 +33,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+BENCH_SELF=bench-commit
 TOOLS=${TOOLS:-$ROOT/.cache/tools/bin}
-CRANE=$TOOLS/crane
-CRANE_VERSION=v0.22.1 # as scripts/install-deps.sh
 REGBENCH=$ROOT/bin/regbench
 REGISTRY=$ROOT/bin/registry
 PULLRUN=${BENCH_PULLRUN_BIN:-$ROOT/bin/pull-run}
@@ -46,45 +45,28 @@ COMMIT_TOOLS=${BENCH_COMMIT_TOOLS-pull-run docker}
 TMPBASE=${BENCH_COMMIT_TMPDIR:-/var/tmp}
 OUTDIR=${BENCH_COMMIT_OUTDIR:-$ROOT/.cache/bench/$(date -u +%Y%m%dT%H%M%SZ)-commit}
 
-log() { printf 'bench-commit: %s\n' "$*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+# log, die, median, ms, fcalc, the build, registry and image helpers: scripts/lib/bench.sh;
+# stop_pid, start_dockerd, stop_dockerd: scripts/lib/procs.sh
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 
-[[ $(id -u) == 0 ]] || die "must run as root (containers, dockerd)"
+need_root "containers, dockerd"
 mkdir -p "$OUTDIR" "$TOOLS" "$TMPBASE"
-
-# now_us: wall clock in microseconds (no fork).
-now_us() { echo "${EPOCHREALTIME/./}"; }
-fcalc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-ms() { fcalc "$1 / 1000" '%.1f'; }
 
 # ---------------------------------------------------------------------------------------------
 # processes and clean-up
 
 registry_pid=""
 dockerd_pid=""
-docker_ok=""
 base=""
 image=""
 PR=() # pull-run with the bench's state root
 
-# stop_pid and start_dockerd: scripts/lib/procs.sh
-# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
-
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
-	if ((${#PR[@]})); then
-		local ids
-		ids=$("${PR[@]}" ps -aq --no-trunc 2>/dev/null || true)
-		if [[ -n $ids ]]; then
-			# shellcheck disable=SC2086
-			"${PR[@]}" rm -f $ids >/dev/null 2>&1 || true
-		fi
-	fi
+	pr_rm_all
 	if [[ -n $docker_ok ]]; then
 		if [[ -n $base && -s $base/docker-containers ]]; then
 			# shellcheck disable=SC2046
@@ -96,17 +78,7 @@ cleanup() {
 		fi
 		[[ -z $image ]] || docker rmi -f "$image" >/dev/null 2>&1 || true
 	fi
-	if [[ -n $dockerd_pid ]]; then
-		log "stopping the dockerd started here (pid $dockerd_pid)"
-		stop_pid "$dockerd_pid" 30
-		dockerd_pid=""
-	fi
-	stop_pid "$registry_pid"
-	registry_pid=""
-	if [[ -n $base && -d $base ]]; then
-		rm -rf "$base"
-	fi
-	base=""
+	cleanup_common
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -114,55 +86,13 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 # build, image, registry
 
-if [[ -n ${BENCH_PULLRUN_BIN:-} ]]; then
-	[[ -x $PULLRUN ]] || die "BENCH_PULLRUN_BIN=$PULLRUN is not executable"
-else
-	log "building bin/pull-run (go build -trimpath -ldflags '-s -w')"
-	go build -trimpath -ldflags "-s -w" -o "$PULLRUN" ./cmd/pull-run
-fi
-log "building bin/registry, bin/regbench"
-go build -o "$REGISTRY" ./cmd/registry
-go build -o "$REGBENCH" ./bench/regbench
-if [[ ! -x $CRANE ]]; then
-	log "installing crane $CRANE_VERSION into $TOOLS"
-	GOBIN=$TOOLS go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" >&2
-fi
-[[ -x /usr/bin/busybox ]] || die "/usr/bin/busybox (busybox-static) is needed for the image"
+build_pullrun_release
+build_registry_bins
+ensure_crane
 
 base=$(mktemp -d "$TMPBASE/berth-bench-commit.XXXXXX")
-mkdir -p "$base/rootfs"/{bin,etc,tmp,proc,sys,dev,root} "$base/registry"
-chmod 1777 "$base/rootfs/tmp"
-cp /usr/bin/busybox "$base/rootfs/bin/busybox"
-for a in sh true echo cat ls sleep test touch mkdir rm; do
-	ln -s busybox "$base/rootfs/bin/$a"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\n' >"$base/rootfs/etc/passwd"
-printf 'root:x:0:\n' >"$base/rootfs/etc/group"
-tar --numeric-owner --sort=name -C "$base/rootfs" -cf "$base/layer.tar" .
-
-port=$("$REGBENCH" -free-port)
-cat >"$base/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $base/registry
-http:
-  addr: 127.0.0.1:$port
-EOF
-"$REGISTRY" serve "$base/registry.yml" >"$OUTDIR/registry.log" 2>&1 &
-registry_pid=$!
-"$REGBENCH" -wait "127.0.0.1:$port" -timeout 20s -pid "$registry_pid" || die "bin/registry did not start (log $OUTDIR/registry.log)"
-image=127.0.0.1:$port/bench/busybox:latest
-log "pushing $image (busybox-static, one layer)"
-{
-	"$CRANE" append --insecure -f "$base/layer.tar" -t "$image" &&
-		"$CRANE" mutate --insecure "$image" --set-platform linux/amd64 --cmd sh \
-			--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -t "$image"
-} >"$OUTDIR/push.log" 2>&1 || die "crane push failed (log $OUTDIR/push.log)"
+busybox_rootfs "$base/rootfs" sh true echo cat ls sleep test touch mkdir rm
+push_busybox_image bench/busybox "busybox-static, one layer"
 
 # ---------------------------------------------------------------------------------------------
 # the tools
@@ -172,20 +102,10 @@ PR=("$PULLRUN" --root "$base/pull-run/root" --runroot "$base/pull-run/run")
 for tool in $COMMIT_TOOLS; do
 	case $tool in
 	pull-run)
-		"${PR[@]}" pull -q "$image" >"$OUTDIR/pull-run-pull.log" 2>&1 ||
-			die "pull-run pull $image failed (log $OUTDIR/pull-run-pull.log)"
+		pr_pull "$OUTDIR/pull-run-pull.log"
 		;;
 	docker)
-		if ! command -v docker >/dev/null; then
-			unavailable[docker]="docker not installed"
-		elif ! docker info >/dev/null 2>&1 && ! start_dockerd; then
-			unavailable[docker]="no Docker daemon (dockerd did not start; log $OUTDIR/dockerd.log)"
-		elif ! docker pull -q "$image" >"$OUTDIR/docker-pull.log" 2>&1; then
-			docker_ok=1
-			unavailable[docker]="docker pull failed (log $OUTDIR/docker-pull.log)"
-		else
-			docker_ok=1
-		fi
+		docker_pulled "$image" || unavailable[docker]=$docker_why
 		;;
 	*) die "unknown tool $tool (known: pull-run docker)" ;;
 	esac
@@ -273,9 +193,9 @@ for tool in $COMMIT_TOOLS; do
 	# shellcheck disable=SC2086
 	med=$(median ${times[$tool]})
 	# shellcheck disable=SC2086
-	lo=$(printf '%s\n' ${times[$tool]} | sort -g | head -n1)
+	lo=$(minimum ${times[$tool]})
 	# shellcheck disable=SC2086
-	hi=$(printf '%s\n' ${times[$tool]} | sort -g | tail -n1)
+	hi=$(maximum ${times[$tool]})
 	ratio="1.00x"
 	if [[ $tool != pull-run && -n $pr_median ]]; then
 		ratio=$(fcalc "$med / $pr_median" '%.2fx')

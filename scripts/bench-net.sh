@@ -23,9 +23,10 @@
 #      and published (in alternating order) per server; the table gives the medians.
 #
 # The image: busybox-static (/usr/bin/busybox) and its applets, /www/page.html (1 KiB) and
-# /bin/httpstatic in one layer, built as scripts/bench-run.sh builds its image, pushed by
-# crane to bin/registry serving a temp directory on a free 127.0.0.1 port, and pulled by
-# pull-run into a fresh --root/--runroot under BENCH_NET_TMPDIR.
+# /bin/httpstatic in one layer, built as scripts/bench-run.sh builds its image (busybox_rootfs
+# and push_busybox_image, scripts/lib/bench.sh), pushed by crane to bin/registry serving a
+# temp directory on a free 127.0.0.1 port, and pulled by pull-run into a fresh
+# --root/--runroot under BENCH_NET_TMPDIR.
 #
 # Environment knobs (defaults in brackets):
 #   BENCH_NET_N          runs of each network mode in part 1 [20]
@@ -48,9 +49,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+BENCH_SELF=bench-net
 TOOLS=${TOOLS:-$ROOT/.cache/tools/bin}
-CRANE=$TOOLS/crane
-CRANE_VERSION=v0.22.1 # as scripts/install-deps.sh
 REGBENCH=$ROOT/bin/regbench
 REGISTRY=$ROOT/bin/registry
 HTTPSTATIC=$ROOT/bin/httpstatic
@@ -67,30 +67,15 @@ OUTDIR=${BENCH_NET_OUTDIR:-$ROOT/.cache/bench/$(date -u +%Y%m%dT%H%M%SZ)-net}
 
 TARGET_PROXY_COST_PCT=20
 
-log() { printf 'bench-net: %s\n' "$*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+# log, die, median, quantile, ms, fcalc, verdict, the build, registry and image helpers:
+# scripts/lib/bench.sh; stop_pid: scripts/lib/procs.sh
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 
-[[ $(id -u) == 0 ]] || die "must run as root (containers, bridges, veths)"
+need_root "containers, bridges, veths"
 mkdir -p "$OUTDIR" "$TOOLS" "$TMPBASE"
-
-# now_us: wall clock in microseconds (no fork).
-now_us() { echo "${EPOCHREALTIME/./}"; }
-
-# fcalc EXPR [FMT]: floating-point arithmetic.
-fcalc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
-
-# quantile Q NUMBERS...: the Q-quantile (nearest rank) of the numbers.
-quantile() {
-	local q=$1
-	shift
-	printf '%s\n' "$@" | sort -g | awk -v q="$q" '{ a[NR] = $1 } END { r = int(q * NR + 0.999999); if (r < 1) r = 1; if (r > NR) r = NR; print a[r] }'
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
-ms() { fcalc "$1 / 1000" '%.1f'; }
 
 # ---------------------------------------------------------------------------------------------
 # processes and clean-up
@@ -99,28 +84,14 @@ registry_pid=""
 base=""
 PR=() # pull-run with the bench's state root
 
-# stop_pid: scripts/lib/procs.sh
-# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
-
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
+	pr_rm_all
 	if ((${#PR[@]})); then
-		local ids
-		ids=$("${PR[@]}" ps -aq --no-trunc 2>/dev/null || true)
-		if [[ -n $ids ]]; then
-			# shellcheck disable=SC2086
-			"${PR[@]}" rm -f $ids >/dev/null 2>&1 || true
-		fi
 		# The default bridge and anything else the bench's root made.
 		"${PR[@]}" network prune -f >/dev/null 2>&1 || true
 	fi
-	stop_pid "$registry_pid"
-	registry_pid=""
-	if [[ -n $base && -d $base ]]; then
-		rm -rf "$base"
-	fi
-	base=""
+	cleanup_common
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -128,78 +99,26 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 # build, image, registry
 
-missing=()
-for tool in curl wrk; do
-	command -v "$tool" >/dev/null || missing+=("$tool")
-done
-if ((${#missing[@]} > 0)); then # a fresh machine: install them, as the other bench scripts do
-	log "apt-get install ${missing[*]}"
-	{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >&2 ||
-		die "could not install ${missing[*]} (apt-get install ${missing[*]})"
-fi
-if [[ -n ${BENCH_PULLRUN_BIN:-} ]]; then
-	[[ -x $PULLRUN ]] || die "BENCH_PULLRUN_BIN=$PULLRUN is not executable"
-else
-	# A release build, as bench-run.sh measures.
-	log "building bin/pull-run (go build -trimpath -ldflags '-s -w')"
-	go build -trimpath -ldflags "-s -w" -o "$PULLRUN" ./cmd/pull-run
-fi
-log "building bin/registry, bin/regbench, bin/httpstatic"
-go build -o "$REGISTRY" ./cmd/registry
-go build -o "$REGBENCH" ./bench/regbench
+ensure_commands curl wrk # a fresh machine: install them, as the other bench scripts do
+build_pullrun_release    # a release build, as bench-run.sh measures
+build_registry_bins bin/httpstatic
 CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$HTTPSTATIC" ./bench/httpstatic
-if [[ ! -x $CRANE ]]; then
-	log "installing crane $CRANE_VERSION into $TOOLS"
-	GOBIN=$TOOLS go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" >&2
-fi
-[[ -x /usr/bin/busybox ]] || die "/usr/bin/busybox (busybox-static) is needed for the image"
+ensure_crane
 
 base=$(mktemp -d "$TMPBASE/berth-bench-net.XXXXXX")
-mkdir -p "$base/rootfs"/{bin,etc,tmp,proc,sys,dev,root,www} "$base/registry"
-chmod 1777 "$base/rootfs/tmp"
-cp /usr/bin/busybox "$base/rootfs/bin/busybox"
-for a in sh true echo cat ls sleep env id hostname ps httpd wget nslookup ip; do
-	ln -s busybox "$base/rootfs/bin/$a"
-done
+busybox_rootfs "$base/rootfs" sh true echo cat ls sleep env id hostname ps httpd wget nslookup ip
+mkdir -p "$base/rootfs/www"
 cp "$HTTPSTATIC" "$base/rootfs/bin/httpstatic"
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$base/rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$base/rootfs/etc/group"
 # A 1 KiB page (not index.html, which net/http's file server redirects to /).
 {
 	printf '<!doctype html><title>berth bench</title><pre>\n'
 	for i in $(seq 32); do printf 'line %02d of the benchmark page, padding it to 1 KiB ..\n' "$i"; done
 } | head -c 1024 >"$base/rootfs/www/page.html"
 page_size=$(stat -c %s "$base/rootfs/www/page.html")
-tar --numeric-owner --sort=name -C "$base/rootfs" -cf "$base/layer.tar" .
-
-port=$("$REGBENCH" -free-port)
-cat >"$base/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $base/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
-"$REGISTRY" serve "$base/registry.yml" >"$OUTDIR/registry.log" 2>&1 &
-registry_pid=$!
-"$REGBENCH" -wait "127.0.0.1:$port" -timeout 20s -pid "$registry_pid" || die "bin/registry did not start (log $OUTDIR/registry.log)"
-image=127.0.0.1:$port/bench/busybox-net:latest
-log "pushing $image (busybox-static, httpstatic, /www; one layer)"
-{
-	"$CRANE" append --insecure -f "$base/layer.tar" -t "$image" &&
-		"$CRANE" mutate --insecure "$image" --set-platform linux/amd64 --cmd sh \
-			--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -t "$image"
-} >"$OUTDIR/push.log" 2>&1 || die "crane push failed (log $OUTDIR/push.log)"
+push_busybox_image bench/busybox-net "busybox-static, httpstatic, /www; one layer"
 
 PR=("$PULLRUN" --root "$base/pull-run/root" --runroot "$base/pull-run/run")
-"${PR[@]}" pull -q "$image" >"$OUTDIR/pull.log" 2>&1 || die "pull-run pull $image failed (log $OUTDIR/pull.log)"
+pr_pull "$OUTDIR/pull.log"
 
 declare -A failed=()
 
@@ -413,7 +332,6 @@ if [[ " $PARTS " == *" throughput "* ]]; then
 	echo
 fi
 
-verdict() { if [[ $1 == 1 ]]; then echo "met"; else echo "MISSED"; fi; }
 if [[ -n $net_cost_ms ]]; then
 	echo "network setup cost (median run -d, bridge - none): $net_cost_ms ms"
 fi

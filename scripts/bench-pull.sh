@@ -58,9 +58,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+BENCH_SELF=bench-pull
 TOOLS=${TOOLS:-$ROOT/.cache/tools/bin}
-CRANE=$TOOLS/crane
-CRANE_VERSION=v0.22.1 # as scripts/install-deps.sh
 REGBENCH=$ROOT/bin/regbench
 PULLRUN=${BENCH_PULLRUN_BIN:-$ROOT/bin/pull-run}
 REGISTRY=$ROOT/bin/registry
@@ -82,71 +81,22 @@ TARGET_VS_PODMAN=2.8
 TARGET_VS_GZIP=1.5
 TARGET_DISK=1.05
 
-log() { printf 'bench-pull: %s\n' "$*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+# log, die, median_secs, minimum, maximum, fcalc, secs, mb, cold, timed, apt_install, the
+# build and registry helpers: scripts/lib/bench.sh; stop_pid, start_dockerd, stop_dockerd:
+# scripts/lib/procs.sh
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 
-[[ $(id -u) == 0 ]] || die "must run as root (drop_caches, debootstrap, dockerd)"
+need_root "drop_caches, debootstrap, dockerd"
 mkdir -p "$OUTDIR" "$TOOLS"
 
 # ---------------------------------------------------------------------------------------------
 # helpers
 
-# now_us: wall clock in microseconds.
-now_us() { echo "${EPOCHREALTIME/./}"; }
-
-# secs US: microseconds as seconds with 3 decimals.
-secs() { printf '%d.%03d' $(($1 / 1000000)) $((($1 % 1000000) / 1000)); }
-
-# fcalc EXPR: floating-point arithmetic (awk), printed with %.2f unless FMT is given.
-fcalc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
-
-# median/minimum/maximum NUMBERS...
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-minimum() { printf '%s\n' "$@" | sort -g | head -n1; }
-maximum() { printf '%s\n' "$@" | sort -g | tail -n1; }
-
-drop_caches_ok=1
-cold() {
-	sync
-	if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-		if ((drop_caches_ok)); then
-			log "cannot write /proc/sys/vm/drop_caches: measurements run with a WARM page cache"
-		fi
-		drop_caches_ok=0
-	fi
-}
-
-# stamp T0_US: copy stdin to stdout, each line prefixed with the seconds since T0_US.
-stamp() {
-	local t0=$1 line
-	while IFS= read -r line; do
-		printf '%8s  %s\n' "$(secs $(($(now_us) - t0)))" "$line"
-	done
-}
-
-# timed LOG CMD...: run CMD, its output (time-stamped) into LOG; sets `elapsed` (seconds)
-# and `rc`.
-elapsed=0
-rc=0
-timed() {
-	local logf=$1 t0 t1
-	shift
-	t0=$(now_us)
-	set +e
-	"$@" 2>&1 | stamp "$t0" >"$logf"
-	rc=${PIPESTATUS[0]}
-	set -e
-	t1=$(now_us)
-	elapsed=$(secs $((t1 - t0)))
-}
-
 # du_bytes DIR: disk used by DIR in bytes (allocated blocks, hard links once).
 du_bytes() { du -s --block-size=1 "$1" | cut -f1; }
-
-mb() { fcalc "$1 / 1e6" '%.1f'; }
 
 # mark_deleted: record that many files were just deleted on the filesystem.
 mark_deleted() { date +%s >"$DELETED_STAMP" 2>/dev/null || true; }
@@ -183,7 +133,7 @@ layer1_debootstrap() {
 	local work=$1 tar=$2 mirror
 	if ! command -v debootstrap >/dev/null; then
 		log "installing debootstrap (apt-get)"
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends debootstrap; } >&2 || return 1
+		apt_install debootstrap || return 1
 	fi
 	mirror=$(debian_mirror)
 	log "image: debootstrap --variant=minbase bookworm from $mirror (log $OUTDIR/debootstrap.log)"
@@ -300,10 +250,6 @@ dockerd_pid=""
 docker_ok="" # set once dockerd answers: the clean-up removes the images from it
 base=""
 
-# stop_pid and start_dockerd: scripts/lib/procs.sh
-# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
-
 # umount_under DIR: unmount whatever podman left mounted below DIR (deepest first).
 umount_under() {
 	local m
@@ -319,11 +265,7 @@ cleanup() {
 	if [[ -n $docker_ok ]]; then
 		docker_clear_all
 	fi
-	if [[ -n $dockerd_pid ]]; then
-		log "stopping the dockerd started here (pid $dockerd_pid)"
-		stop_pid "$dockerd_pid" 30
-		dockerd_pid=""
-	fi
+	stop_dockerd
 	if [[ -n $base && -d $base ]]; then
 		umount_under "$base"
 		rm -rf "$base"
@@ -337,25 +279,9 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 # build
 
-pullrun_broken="" # why pull-run cannot run
-if [[ -n ${BENCH_PULLRUN_BIN:-} ]]; then
-	[[ -x $PULLRUN ]] || pullrun_broken="BENCH_PULLRUN_BIN=$PULLRUN is not executable"
-else
-	log "building bin/pull-run"
-	if ! go build -o "$PULLRUN" ./cmd/pull-run >"$OUTDIR/pull-run-build.log" 2>&1; then
-		cat "$OUTDIR/pull-run-build.log" >&2
-		pullrun_broken="go build ./cmd/pull-run failed (log $OUTDIR/pull-run-build.log)"
-	fi
-fi
-log "building bin/registry, bin/regbench"
-go build -o "$REGISTRY" ./cmd/registry
-go build -o "$REGBENCH" ./bench/regbench
-
-if [[ ! -x $CRANE ]]; then
-	log "installing crane $CRANE_VERSION into $TOOLS"
-	GOBIN=$TOOLS go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" >&2
-	echo "$CRANE_VERSION" >"$TOOLS/.crane.version"
-fi
+build_pullrun_or_note # pullrun_broken says why pull-run cannot run
+build_registry_bins
+ensure_crane
 command -v jq >/dev/null || die "jq not found (scripts/install-deps.sh installs it)"
 
 mkdir -p "$IMGDIR" "$TMPBASE"
@@ -412,27 +338,11 @@ avail=$(df --output=avail -B1 "$TMPBASE" | tail -n1)
 # registry and push
 
 base=$(mktemp -d "$TMPBASE/berth-bench-pull.XXXXXX")
-port=$("$REGBENCH" -free-port)
-cat >"$base/registry.yml" <<EOC
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $base/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOC
-log "registry: $REGISTRY serve on 127.0.0.1:$port (data $base/registry, log $OUTDIR/registry.log)"
-"$REGISTRY" serve "$base/registry.yml" >"$OUTDIR/registry.log" 2>&1 &
-registry_pid=$!
-"$REGBENCH" -wait "127.0.0.1:$port" -timeout 20s -pid "$registry_pid" || die "registry did not start (log $OUTDIR/registry.log)"
+start_registry "$base/registry" "$OUTDIR/registry.log"
+registry_pid=$started_pid
+log "registry: $REGISTRY serve on $started_addr (data $base/registry/data, log $OUTDIR/registry.log)"
 
-REPO=127.0.0.1:$port/bench/debian-go
+REPO=$started_addr/bench/debian-go
 declare -A REFS=()    # round -> reference
 declare -A CONFIGS=() # round -> config digest (docker's image ID)
 declare -A CHAINS=()  # round -> the layers' chain IDs (docker's layerdb keys)
@@ -440,11 +350,7 @@ t0=$(now_us)
 for round in $(seq "$ROUNDS"); do
 	ref=$REPO:v$round
 	read -ra ls <<<"$(layers "$round")"
-	"$CRANE" append --insecure -f "${ls[0]}" -f "${ls[1]}" -f "${ls[2]}" -t "$REPO:layers-v$round" >>"$OUTDIR/push.log" 2>&1 ||
-		die "crane append failed (log $OUTDIR/push.log)"
-	"$CRANE" mutate --insecure "$REPO:layers-v$round" --set-platform linux/amd64 \
-		-e PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		--cmd /bin/bash -t "$ref" >>"$OUTDIR/push.log" 2>&1 || die "crane mutate failed (log $OUTDIR/push.log)"
+	crane_push "$OUTDIR/push.log" "$ref" /bin/bash "$GO_IMAGE_PATH" "${ls[@]}"
 	manifest=$("$CRANE" manifest --insecure "$ref")
 	for l in "${ls[@]}"; do
 		d=sha256:$(sha256sum "$l" | cut -d' ' -f1)
@@ -517,10 +423,8 @@ for tool in $PULL_TOOLS; do
 		[[ -z $pullrun_broken ]] || unavailable[pull-run]=$pullrun_broken
 		;;
 	docker)
-		if ! command -v docker >/dev/null; then
-			unavailable[docker]="docker not installed"
-		elif ! docker info >/dev/null 2>&1 && ! start_dockerd; then
-			unavailable[docker]="no Docker daemon (dockerd did not start; log $OUTDIR/dockerd.log)"
+		if ! docker_up; then
+			unavailable[docker]=$docker_why
 		else
 			docker_ok=1
 			docker_driver=$(docker info --format '{{.Driver}}' 2>/dev/null || true)
@@ -560,17 +464,17 @@ pull_once() {
 	case $tool in
 	pull-run)
 		cold
-		timed "$logf" /usr/bin/time -f 'cpu %U %S' -o "$dir/cpu" \
+		timed -s "$logf" /usr/bin/time -f 'cpu %U %S' -o "$dir/cpu" \
 			"$PULLRUN" --root "$dir/root" --runroot "$dir/run" pull "$ref"
 		;;
 	docker)
 		cold
-		timed "$logf" docker pull "$ref"
+		timed -s "$logf" docker pull "$ref"
 		;;
 	podman)
 		local drv=$PODMAN_DRIVER
 		cold
-		timed "$logf" podman --root "$dir/root" --runroot "$dir/run" --storage-driver "$drv" \
+		timed -s "$logf" podman --root "$dir/root" --runroot "$dir/run" --storage-driver "$drv" \
 			pull --tls-verify=false "$ref"
 		if ((rc != 0)) && [[ $drv == overlay ]]; then
 			log "podman: overlay pull failed (log $logf); falling back to vfs"
@@ -581,7 +485,7 @@ pull_once() {
 			PODMAN_DRIVER=vfs
 			drv=vfs
 			cold
-			timed "$logf" podman --root "$dir/root" --runroot "$dir/run" --storage-driver "$drv" \
+			timed -s "$logf" podman --root "$dir/root" --runroot "$dir/run" --storage-driver "$drv" \
 				pull --tls-verify=false "$ref"
 		fi
 		;;
@@ -629,13 +533,13 @@ anchors_once() {
 	local round=$1 dir=$base/r$1-tar
 	mkdir -p "$dir/1" "$dir/2" "$dir/3"
 	cold
-	timed "$OUTDIR/tar-$round.log" untar_layers "$round" "$dir"
+	timed -s "$OUTDIR/tar-$round.log" untar_layers "$round" "$dir"
 	((rc == 0)) || die "tar -xzf failed (log $OUTDIR/tar-$round.log)"
 	anchor[tar]+="$elapsed "
 	local tar_s=$elapsed
 	[[ -n $tar_disk ]] || tar_disk=$(du_bytes "$dir")
 	cold
-	timed "$OUTDIR/gzip-$round.log" gunzip_largest "$round"
+	timed -s "$OUTDIR/gzip-$round.log" gunzip_largest "$round"
 	((rc == 0)) || die "gzip -dc failed (log $OUTDIR/gzip-$round.log)"
 	anchor[gzip]+="$elapsed "
 	log "anchors round $round: tar -xzf $tar_s s, gzip -dc $elapsed s"
@@ -657,7 +561,7 @@ if [[ -f $DELETED_STAMP ]]; then
 	fi
 fi
 
-load_start=$(cut -d' ' -f1 /proc/loadavg)
+load_start=$(loadavg1)
 for round in $(seq "$ROUNDS"); do
 	for tool in $PULL_TOOLS; do
 		[[ -z ${unavailable[$tool]:-} && -z ${failed[$tool]:-} ]] || continue
@@ -665,7 +569,7 @@ for round in $(seq "$ROUNDS"); do
 	done
 	anchors_once "$round"
 done
-load_end=$(cut -d' ' -f1 /proc/loadavg)
+load_end=$(loadavg1)
 
 # ---------------------------------------------------------------------------------------------
 # report
@@ -686,25 +590,13 @@ echo
 base_s=""
 if [[ -n ${times[pull-run]:-} && -z ${failed[pull-run]:-} ]]; then
 	# shellcheck disable=SC2086
-	base_s=$(median ${times[pull-run]})
+	base_s=$(median_secs ${times[pull-run]})
 fi
 printf '%-28s %9s %17s %12s\n' "tool" "median s" "min-max s" "vs pull-run"
 for tool in $PULL_TOOLS; do
-	if [[ -n ${unavailable[$tool]:-} ]]; then
-		printf '%-28s FAILED: %s\n' "$tool" "${unavailable[$tool]}"
-		continue
-	fi
-	if [[ -n ${failed[$tool]:-} ]]; then
-		status=1
-		printf '%-28s FAILED: %s\n' "$tool" "${failed[$tool]}"
-		continue
-	fi
+	failed_row 28 "$tool" "$tool" && continue
 	# shellcheck disable=SC2086
-	m=$(median ${times[$tool]})
-	# shellcheck disable=SC2086
-	r="$(minimum ${times[$tool]})-$(maximum ${times[$tool]})"
-	ratio="-"
-	[[ -n $base_s ]] && ratio="$(fcalc "$m / $base_s")x"
+	stats_secs "$base_s" ${times[$tool]}
 	case $tool in
 	pull-run) label="pull-run pull" ;;
 	docker) label="docker pull" ;;
@@ -714,14 +606,10 @@ for tool in $PULL_TOOLS; do
 	eval "median_${tool//-/_}=$m"
 done
 # shellcheck disable=SC2086
-gzip_s=$(median ${anchor[gzip]})
+gzip_s=$(median_secs ${anchor[gzip]})
 for a in tar gzip; do
 	# shellcheck disable=SC2086
-	m=$(median ${anchor[$a]})
-	# shellcheck disable=SC2086
-	r="$(minimum ${anchor[$a]})-$(maximum ${anchor[$a]})"
-	ratio="-"
-	[[ -n $base_s ]] && ratio="$(fcalc "$m / $base_s")x"
+	stats_secs "$base_s" ${anchor[$a]}
 	case $a in
 	tar) label="anchor: tar -xzf x3" ;;
 	gzip) label="anchor: gzip -dc layer $largest" ;;
@@ -778,7 +666,5 @@ fi
 ((settled)) || echo "WARNING: files were mass-deleted on this filesystem less than 6 min before (BENCH_PULL_SETTLE=0): figures are pessimistic"
 echo "Median of $ROUNDS rounds everywhere; each round: every tool, then the anchors, each after sync + drop_caches."
 echo "load average (1 min) at start $load_start, at end $load_end, on $(nproc) cores; logs: $OUTDIR"
-if awk -v a="$load_start" -v b="$load_end" -v n="$(nproc)" 'BEGIN { exit !(a > n / 2 || b > n) }'; then
-	echo "WARNING: other processes competed for the cores (load above): the figures are noisy"
-fi
+warn_if_loaded "$load_start" "$load_end"
 exit "$status"

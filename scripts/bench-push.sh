@@ -34,8 +34,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+BENCH_SELF=bench-push
 TOOLS=${TOOLS:-$ROOT/.cache/tools/bin}
-CRANE=$TOOLS/crane
 REGBENCH=$ROOT/bin/regbench
 PULLRUN=${BENCH_PULLRUN_BIN:-$ROOT/bin/pull-run}
 REGISTRY=$ROOT/bin/registry
@@ -49,64 +49,25 @@ IMGDIR=${BENCH_IMAGE_DIR:-$ROOT/.cache/bench-image}
 # Target of the issue: docker push / pull-run push.
 TARGET_VS_DOCKER=1.5
 
-log() { printf 'bench-push: %s\n' "$*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+# log, die, median_secs, minimum, maximum, fcalc, mb, cold, timed, the build and registry
+# helpers: scripts/lib/bench.sh; stop_pid, start_dockerd, stop_dockerd: scripts/lib/procs.sh
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 
-[[ $(id -u) == 0 ]] || die "must run as root (drop_caches, dockerd)"
+need_root "drop_caches, dockerd"
 mkdir -p "$OUTDIR"
-
-# ---------------------------------------------------------------------------------------------
-# helpers (as bench-pull.sh)
-
-now_us() { echo "${EPOCHREALTIME/./}"; }
-secs() { printf '%d.%03d' $(($1 / 1000000)) $((($1 % 1000000) / 1000)); }
-fcalc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-minimum() { printf '%s\n' "$@" | sort -g | head -n1; }
-maximum() { printf '%s\n' "$@" | sort -g | tail -n1; }
-mb() { fcalc "$1 / 1e6" '%.1f'; }
-
-drop_caches_ok=1
-cold() {
-	sync
-	if ! echo 3 >/proc/sys/vm/drop_caches 2>/dev/null; then
-		((drop_caches_ok == 0)) || log "cannot write /proc/sys/vm/drop_caches: measurements run with a WARM page cache"
-		drop_caches_ok=0
-	fi
-}
-
-# timed LOG CMD...: run CMD with its output into LOG; sets `elapsed` (seconds) and `rc`.
-elapsed=0
-rc=0
-timed() {
-	local logf=$1 t0 t1
-	shift
-	t0=$(now_us)
-	set +e
-	"$@" >"$logf" 2>&1
-	rc=$?
-	set -e
-	t1=$(now_us)
-	elapsed=$(secs $((t1 - t0)))
-}
 
 # ---------------------------------------------------------------------------------------------
 # processes and clean-up
 
 dockerd_pid=""
-docker_ok=""
 source_pid=""
 target_pid=""
 target_dir=""
 base=""
 declare -a docker_refs=()
-
-# stop_pid and start_dockerd: scripts/lib/procs.sh
-# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
 
 stop_target() {
 	stop_pid "$target_pid"
@@ -126,61 +87,18 @@ cleanup() {
 			docker rmi -f "$r" >/dev/null 2>&1 || true
 		done
 	fi
-	if [[ -n $dockerd_pid ]]; then
-		log "stopping the dockerd started here (pid $dockerd_pid)"
-		stop_pid "$dockerd_pid" 30
-		dockerd_pid=""
-	fi
+	stop_dockerd
 	[[ -z $base || ! -d $base ]] || rm -rf "$base"
 	base=""
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start_registry DIR: serve DIR/data with bin/registry on a free loopback port; sets
-# started_pid and started_addr.
-started_pid=""
-started_addr=""
-start_registry() {
-	local dir=$1 port
-	mkdir -p "$dir"
-	port=$("$REGBENCH" -free-port)
-	cat >"$dir/registry.yml" <<EOC
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $dir/data
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOC
-	"$REGISTRY" serve "$dir/registry.yml" >>"$OUTDIR/registry-$(basename "$dir").log" 2>&1 &
-	started_pid=$!
-	started_addr=127.0.0.1:$port
-	"$REGBENCH" -wait "$started_addr" -timeout 20s -pid "$started_pid" || die "registry did not start (log $OUTDIR/registry-$(basename "$dir").log)"
-}
-
 # ---------------------------------------------------------------------------------------------
 # build and image
 
-pullrun_broken=""
-if [[ -n ${BENCH_PULLRUN_BIN:-} ]]; then
-	[[ -x $PULLRUN ]] || pullrun_broken="BENCH_PULLRUN_BIN=$PULLRUN is not executable"
-else
-	log "building bin/pull-run"
-	if ! go build -o "$PULLRUN" ./cmd/pull-run >"$OUTDIR/pull-run-build.log" 2>&1; then
-		cat "$OUTDIR/pull-run-build.log" >&2
-		pullrun_broken="go build ./cmd/pull-run failed (log $OUTDIR/pull-run-build.log)"
-	fi
-fi
-log "building bin/registry, bin/regbench"
-go build -o "$REGISTRY" ./cmd/registry
-go build -o "$REGBENCH" ./bench/regbench
+build_pullrun_or_note
+build_registry_bins
 
 if [[ ! -f $IMGDIR/image.env || ! -f $IMGDIR/layer1-v1.tar.gz || ! -f $IMGDIR/layer2.tar.gz || ! -f $IMGDIR/layer3.tar.gz ]]; then
 	log "the benchmark image is not cached in $IMGDIR: building it with scripts/bench-pull.sh (no tools, 1 round)"
@@ -203,11 +121,7 @@ start_registry "$base/source"
 source_pid=$started_pid
 SRC=$started_addr/bench/debian-go:v1
 log "source registry on $started_addr; pushing the image with crane"
-"$CRANE" append --insecure -f "${layers[0]}" -f "${layers[1]}" -f "${layers[2]}" -t "$started_addr/bench/debian-go:layers" >>"$OUTDIR/setup.log" 2>&1 ||
-	die "crane append failed (log $OUTDIR/setup.log)"
-"$CRANE" mutate --insecure "$started_addr/bench/debian-go:layers" --set-platform linux/amd64 \
-	-e PATH=/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-	--cmd /bin/bash -t "$SRC" >>"$OUTDIR/setup.log" 2>&1 || die "crane mutate failed (log $OUTDIR/setup.log)"
+crane_push "$OUTDIR/setup.log" "$SRC" /bin/bash "$GO_IMAGE_PATH" "${layers[@]}"
 SRC_DIGEST=sha256:$("$CRANE" manifest --insecure "$SRC" | sha256sum | cut -d' ' -f1)
 
 # ---------------------------------------------------------------------------------------------
@@ -244,10 +158,8 @@ for tool in $PUSH_TOOLS; do
 		fi
 		;;
 	docker)
-		if ! command -v docker >/dev/null; then
-			unavailable[docker]="docker not installed"
-		elif ! docker info >/dev/null 2>&1 && ! start_dockerd; then
-			unavailable[docker]="no Docker daemon (dockerd did not start; log $OUTDIR/dockerd.log)"
+		if ! docker_up; then
+			unavailable[docker]=$docker_why
 		else
 			docker_ok=1
 			docker_refs+=("$SRC")
@@ -305,14 +217,14 @@ push_once() {
 	stop_target
 }
 
-load_start=$(cut -d' ' -f1 /proc/loadavg)
+load_start=$(loadavg1)
 for round in $(seq "$ROUNDS"); do
 	for tool in $PUSH_TOOLS; do
 		[[ -z ${unavailable[$tool]:-} && -z ${failed[$tool]:-} ]] || continue
 		push_once "$tool" "$round"
 	done
 done
-load_end=$(cut -d' ' -f1 /proc/loadavg)
+load_end=$(loadavg1)
 
 # ---------------------------------------------------------------------------------------------
 # report
@@ -324,7 +236,7 @@ echo
 base_s=""
 if [[ -n ${times[pull-run]:-} && -z ${failed[pull-run]:-} ]]; then
 	# shellcheck disable=SC2086
-	base_s=$(median ${times[pull-run]})
+	base_s=$(median_secs ${times[pull-run]})
 fi
 printf '%-30s %9s %17s %12s  %s\n' "tool" "median s" "min-max s" "vs pull-run" "manifest pushed"
 for tool in $PUSH_TOOLS; do
@@ -334,21 +246,9 @@ for tool in $PUSH_TOOLS; do
 	docker) label="docker push" ;;
 	*) label=$tool ;;
 	esac
-	if [[ -n ${unavailable[$tool]:-} ]]; then
-		printf '%-30s FAILED: %s\n' "$label" "${unavailable[$tool]}"
-		continue
-	fi
-	if [[ -n ${failed[$tool]:-} ]]; then
-		status=1
-		printf '%-30s FAILED: %s\n' "$label" "${failed[$tool]}"
-		continue
-	fi
+	failed_row 30 "$label" "$tool" && continue
 	# shellcheck disable=SC2086
-	m=$(median ${times[$tool]})
-	# shellcheck disable=SC2086
-	r="$(minimum ${times[$tool]})-$(maximum ${times[$tool]})"
-	ratio="-"
-	[[ -n $base_s ]] && ratio="$(fcalc "$m / $base_s")x"
+	stats_secs "$base_s" ${times[$tool]}
 	same="same as the source"
 	[[ ${digests[$tool]:-} == "$SRC_DIGEST" ]] || same="${digests[$tool]:-?} (new)"
 	printf '%-30s %9s %17s %12s  %s\n' "$label" "$m" "$r" "$ratio" "$same"
@@ -367,7 +267,5 @@ fi
 ((drop_caches_ok)) || echo "WARNING: the page cache could not be dropped; all figures are warm-cache"
 echo "Median of $ROUNDS rounds; each round: every tool, each into a fresh empty registry after sync + drop_caches."
 echo "load average (1 min) at start $load_start, at end $load_end, on $(nproc) cores; logs: $OUTDIR"
-if awk -v a="$load_start" -v b="$load_end" -v n="$(nproc)" 'BEGIN { exit !(a > n / 2 || b > n) }'; then
-	echo "WARNING: other processes competed for the cores (load above): the figures are noisy"
-fi
+warn_if_loaded "$load_start" "$load_end"
 exit "$status"

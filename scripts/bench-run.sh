@@ -40,9 +40,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+BENCH_SELF=bench-run
 TOOLS=${TOOLS:-$ROOT/.cache/tools/bin}
-CRANE=$TOOLS/crane
-CRANE_VERSION=v0.22.1 # as scripts/install-deps.sh
 REGBENCH=$ROOT/bin/regbench
 REGISTRY=$ROOT/bin/registry
 PULLRUN=${BENCH_PULLRUN_BIN:-$ROOT/bin/pull-run}
@@ -56,68 +55,31 @@ OUTDIR=${BENCH_RUN_OUTDIR:-$ROOT/.cache/bench/$(date -u +%Y%m%dT%H%M%SZ)-run}
 TARGET_MEDIAN_MS=40
 TARGET_RSS_KIB=$((8 * 1024))
 
-log() { printf 'bench-run: %s\n' "$*" >&2; }
-die() {
-	log "$*"
-	exit 1
-}
+# log, die, median, quantile, ms, fcalc, verdict, the build, registry and image helpers:
+# scripts/lib/bench.sh; stop_pid, start_dockerd, stop_dockerd: scripts/lib/procs.sh
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
+# shellcheck source-path=SCRIPTDIR source=lib/bench.sh
+source "$ROOT/scripts/lib/bench.sh"
 
-[[ $(id -u) == 0 ]] || die "must run as root (containers, dockerd, runc)"
+need_root "containers, dockerd, runc"
 mkdir -p "$OUTDIR" "$TOOLS" "$TMPBASE"
-
-# now_us: wall clock in microseconds (no fork).
-now_us() { echo "${EPOCHREALTIME/./}"; }
-
-# fcalc EXPR [FMT]: floating-point arithmetic.
-fcalc() { awk "BEGIN { printf \"${2:-%.2f}\", $1 }"; }
-
-# quantile Q NUMBERS...: the Q-quantile (nearest rank) of the numbers.
-quantile() {
-	local q=$1
-	shift
-	printf '%s\n' "$@" | sort -g | awk -v q="$q" '{ a[NR] = $1 } END { r = int(q * NR + 0.999999); if (r < 1) r = 1; if (r > NR) r = NR; print a[r] }'
-}
-median() { printf '%s\n' "$@" | sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.0f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
-ms() { fcalc "$1 / 1000" '%.1f'; }
 
 # ---------------------------------------------------------------------------------------------
 # processes and clean-up
 
 registry_pid=""
 dockerd_pid=""
-docker_ok=""
 base=""
 PR=() # pull-run with the bench's state root
 
-# stop_pid and start_dockerd: scripts/lib/procs.sh
-# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
-source "$(dirname "${BASH_SOURCE[0]}")/lib/procs.sh"
-
 # shellcheck disable=SC2317 # invoked by the trap
 cleanup() {
-	if ((${#PR[@]})); then
-		local ids
-		ids=$("${PR[@]}" ps -aq --no-trunc 2>/dev/null || true)
-		if [[ -n $ids ]]; then
-			# shellcheck disable=SC2086
-			"${PR[@]}" rm -f $ids >/dev/null 2>&1 || true
-		fi
-	fi
+	pr_rm_all
 	if [[ -n $docker_ok && -n ${image:-} ]]; then
 		docker rmi -f "$image" >/dev/null 2>&1 || true
 	fi
-	if [[ -n $dockerd_pid ]]; then
-		log "stopping the dockerd started here (pid $dockerd_pid)"
-		stop_pid "$dockerd_pid" 30
-		dockerd_pid=""
-	fi
-	stop_pid "$registry_pid"
-	registry_pid=""
-	if [[ -n $base && -d $base ]]; then
-		rm -rf "$base"
-	fi
-	base=""
+	cleanup_common
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -125,60 +87,13 @@ trap 'exit 130' INT TERM
 # ---------------------------------------------------------------------------------------------
 # build, image, registry
 
-if [[ -n ${BENCH_PULLRUN_BIN:-} ]]; then
-	[[ -x $PULLRUN ]] || die "BENCH_PULLRUN_BIN=$PULLRUN is not executable"
-else
-	# A release build, as the anchors' binaries are (Debian's runc and Docker are stripped):
-	# the binary is re-executed as each container's monitor and, from a sealed memfd copy,
-	# as its init, so its size counts in every start.
-	log "building bin/pull-run (go build -trimpath -ldflags '-s -w')"
-	go build -trimpath -ldflags "-s -w" -o "$PULLRUN" ./cmd/pull-run
-fi
-log "building bin/registry, bin/regbench"
-go build -o "$REGISTRY" ./cmd/registry
-go build -o "$REGBENCH" ./bench/regbench
-if [[ ! -x $CRANE ]]; then
-	log "installing crane $CRANE_VERSION into $TOOLS"
-	GOBIN=$TOOLS go install "github.com/google/go-containerregistry/cmd/crane@$CRANE_VERSION" >&2
-fi
-[[ -x /usr/bin/busybox ]] || die "/usr/bin/busybox (busybox-static) is needed for the image"
+build_pullrun_release # a release build: the monitor and init are this binary, re-executed
+build_registry_bins
+ensure_crane
 
 base=$(mktemp -d "$TMPBASE/berth-bench-run.XXXXXX")
-mkdir -p "$base/rootfs"/{bin,etc,tmp,proc,sys,dev,root} "$base/registry"
-chmod 1777 "$base/rootfs/tmp"
-cp /usr/bin/busybox "$base/rootfs/bin/busybox"
-for a in sh true echo cat ls sleep env id hostname ps; do
-	ln -s busybox "$base/rootfs/bin/$a"
-done
-printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$base/rootfs/etc/passwd"
-printf 'root:x:0:\nnogroup:x:65534:\n' >"$base/rootfs/etc/group"
-tar --numeric-owner --sort=name -C "$base/rootfs" -cf "$base/layer.tar" .
-
-port=$("$REGBENCH" -free-port)
-cat >"$base/registry.yml" <<EOF
-version: 0.1
-log:
-  level: error
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $base/registry
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:$port
-EOF
-"$REGISTRY" serve "$base/registry.yml" >"$OUTDIR/registry.log" 2>&1 &
-registry_pid=$!
-"$REGBENCH" -wait "127.0.0.1:$port" -timeout 20s -pid "$registry_pid" || die "bin/registry did not start (log $OUTDIR/registry.log)"
-image=127.0.0.1:$port/bench/busybox:latest
-log "pushing $image (busybox-static, one layer)"
-{
-	"$CRANE" append --insecure -f "$base/layer.tar" -t "$image" &&
-		"$CRANE" mutate --insecure "$image" --set-platform linux/amd64 --cmd sh \
-			--env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin -t "$image"
-} >"$OUTDIR/push.log" 2>&1 || die "crane push failed (log $OUTDIR/push.log)"
+busybox_rootfs "$base/rootfs" sh true echo cat ls sleep env id hostname ps
+push_busybox_image bench/busybox "busybox-static, one layer"
 
 # ---------------------------------------------------------------------------------------------
 # the tools
@@ -189,21 +104,10 @@ PR=("$PULLRUN" --root "$base/pull-run/root" --runroot "$base/pull-run/run")
 for tool in $RUN_TOOLS; do
 	case $tool in
 	pull-run)
-		if ! "${PR[@]}" pull -q "$image" >"$OUTDIR/pull-run-pull.log" 2>&1; then
-			die "pull-run pull $image failed (log $OUTDIR/pull-run-pull.log)"
-		fi
+		pr_pull "$OUTDIR/pull-run-pull.log"
 		;;
 	docker)
-		if ! command -v docker >/dev/null; then
-			unavailable[docker]="docker not installed"
-		elif ! docker info >/dev/null 2>&1 && ! start_dockerd; then
-			unavailable[docker]="no Docker daemon (dockerd did not start; log $OUTDIR/dockerd.log)"
-		elif ! docker pull -q "$image" >"$OUTDIR/docker-pull.log" 2>&1; then
-			docker_ok=1
-			unavailable[docker]="docker pull failed (log $OUTDIR/docker-pull.log)"
-		else
-			docker_ok=1
-		fi
+		docker_pulled "$image" || unavailable[docker]=$docker_why
 		;;
 	runc)
 		if ! command -v runc >/dev/null; then
@@ -342,7 +246,6 @@ if [[ -n $rss_line ]]; then
 	echo "monitor of a running detached container: $rss_line"
 fi
 echo
-verdict() { if [[ $1 == 1 ]]; then echo "met"; else echo "MISSED"; fi; }
 if [[ -n $pr_median ]]; then
 	echo "target: pull-run run --rm median <= ${TARGET_MEDIAN_MS} ms: $(ms "$pr_median") ms, $(verdict "$(fcalc "$pr_median <= $TARGET_MEDIAN_MS * 1000" '%d')")"
 fi

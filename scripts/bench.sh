@@ -182,21 +182,9 @@ minio_pid=""
 minio_dir=""
 minio_addr=""
 
-# stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL.
-stop_pid() {
-	local pid=$1
-	[[ -n $pid ]] || return 0
-	kill -TERM "$pid" 2>/dev/null || true
-	for _ in $(seq 150); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid did not stop on SIGTERM, killing it"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
+# stop_pid PID: SIGTERM, wait up to 15 s, then SIGKILL (scripts/lib/procs.sh).
+# shellcheck source-path=SCRIPTDIR source=lib/procs.sh
+source "$ROOT/scripts/lib/procs.sh"
 
 stop_server() {
 	stop_pid "$server_pid"

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
 # Process helpers shared by the bench scripts (sourced). They expect a `log`
-# function and OUTDIR; start_dockerd sets dockerd_pid when it starts one.
+# function (lib/bench.sh) and OUTDIR; start_dockerd sets dockerd_pid when it starts
+# one, and stop_dockerd stops that one only.
 
 # stop_pid PID [SECS]: SIGTERM, then SIGKILL after SECS (default 15), and reap.
 # shellcheck disable=SC2317 # also invoked by traps
@@ -36,4 +37,13 @@ start_dockerd() {
 		sleep 0.25
 	done
 	return 1
+}
+
+# stop_dockerd: stop the dockerd start_dockerd started, if any (30 s grace).
+# shellcheck disable=SC2317 # invoked by the callers' traps
+stop_dockerd() {
+	[[ -n ${dockerd_pid:-} ]] || return 0
+	log "stopping the dockerd started here (pid $dockerd_pid)"
+	stop_pid "$dockerd_pid" 30
+	dockerd_pid=""
 }
