@@ -360,7 +360,7 @@ func TestHostPortRange(t *testing.T) {
 		_ = l.Close()
 	}
 	if busy == nil {
-		t.Skip("no two consecutive free ports")
+		t.Fatal("no two consecutive free ports")
 	}
 	defer busy.Close()
 	p := startProxy(t, Mapping{HostPort: lo, HostPortEnd: lo + 1, ContainerPort: 80, Proto: "tcp"})
