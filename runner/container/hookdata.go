@@ -11,8 +11,8 @@ import (
 // hook) and the host pid of the container's init (0 when it is not running), and returns the
 // new data; nil data removes the hook from the container. An error of f changes nothing.
 //
-// A monitor that is running keeps the configuration it was started with: the change applies
-// from the container's next start by a command (start, restart, system boot).
+// The change applies from the container's next start: by a command, or by its monitor,
+// which reads the configuration again before each restart of its policy.
 func (m *Manager) UpdateHook(ctx context.Context, nameOrID, name string, f func(data json.RawMessage, pid int) (json.RawMessage, error)) error {
 	if err := ctx.Err(); err != nil {
 		return err
