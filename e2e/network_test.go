@@ -364,6 +364,14 @@ func TestNetworkConnectDisconnect(t *testing.T) {
 	if out := h.must("exec", "edge", "cat", "/proc/net/dev"); strings.Join(netDevNames(out), ",") != "eth0,lo" {
 		t.Errorf("after disconnect: %v", netDevNames(out))
 	}
-	h.must("rm", "-f", "api", "edge")
+	// A container on the default bridge connected to a user-defined network resolves the
+	// names of that network from its next start on (the embedded server is its name server).
+	h.must("run", "-d", "--name", "solo", h.image, "sleep", "300")
+	h.must("network", "connect", "back", "solo")
+	h.must("restart", "-t", "0", "solo")
+	if out, e, code := h.run("exec", "solo", "nslookup", "api"); code != 0 || !strings.Contains(out, ipOf(h, "api", "back")) {
+		t.Errorf("solo → api by name after connect and restart: %s%s", out, e)
+	}
+	h.must("rm", "-f", "api", "edge", "solo")
 	h.must("network", "rm", "front", "back")
 }

@@ -156,6 +156,11 @@ func prestart(env container.HookEnv) (err error) {
 		}
 	}
 	if d.DNS {
+		// A container connected to a user-defined network after its creation (network
+		// connect) gets the embedded server as its name server from this start on.
+		if err := useEmbeddedResolver(filepath.Join(env.Dir, "resolv.conf")); err != nil {
+			return err
+		}
 		id := env.ID
 		resolve := func(name string) []net.IP {
 			eps, err := s.ContainerEndpoints(id)
@@ -275,6 +280,47 @@ func writeHosts(dir, path string, ips []string, names string) error {
 		return fmt.Errorf("container hosts file: %w", err)
 	}
 	_, err = f.WriteString(sb.String())
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// embeddedResolver is the embedded DNS server's address in every container's namespace.
+const embeddedResolver = "127.0.0.11"
+
+// useEmbeddedResolver makes the container's resolv.conf (its file on the host, bind-mounted
+// into it) name the embedded DNS server only, keeping its search and options lines. The
+// file is rewritten in place (a rename would leave the bind mount on the old file), and only
+// when it names other servers. A missing file (the container shares another one's) is left.
+func useEmbeddedResolver(path string) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("container resolv.conf: %w", err)
+	}
+	var out []string
+	changed := false
+	for _, l := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "nameserver" {
+			if f[1] != embeddedResolver {
+				changed = true
+			}
+			continue
+		}
+		out = append(out, l)
+	}
+	if !changed {
+		return nil
+	}
+	body := "nameserver " + embeddedResolver + "\n" + strings.Join(out, "\n") + "\n"
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		return fmt.Errorf("container resolv.conf: %w", err)
+	}
+	_, err = f.WriteString(body)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
