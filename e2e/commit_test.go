@@ -308,6 +308,82 @@ func TestCpBothWays(t *testing.T) {
 	}
 }
 
+// TestCpStoppedContainerVolumes copies to and from a stopped (and a never started)
+// container's named volume and read-only bind mount, as Docker does: its volumes are
+// mounted in the private view of the copy, never on the host, and export leaves them out.
+func TestCpStoppedContainerVolumes(t *testing.T) {
+	h := newCLIHost(t)
+	dir, hostdir := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(hostdir, "x"), []byte("host bind\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := h.runD("-v", "cpvol:/data", "-v", hostdir+":/bind:ro", h.image,
+		"sh", "-c", "echo in the volume > /data/f; echo in the rootfs > /rootfile; touch /ready; sleep 1000")
+	h.waitFile(id, "/ready")
+	h.must("stop", "-t", "1", id)
+
+	// Out: the volume's and the bind's files.
+	h.must("cp", id+":/data/f", filepath.Join(dir, "f"))
+	h.must("cp", id+":/bind/x", filepath.Join(dir, "x"))
+	for p, want := range map[string]string{"f": "in the volume\n", "x": "host bind\n"} {
+		if b, err := os.ReadFile(filepath.Join(dir, p)); err != nil || string(b) != want {
+			t.Errorf("cp out of a stopped container's %s: %q %v", p, b, err)
+		}
+	}
+	if ents := tarNames(t, []byte(h.must("cp", id+":/data", "-"))); ents["data/f"] != "in the volume\n" {
+		t.Errorf("cp of the volume's directory: %v", ents)
+	}
+
+	// In: into the volume, seen from a new container; a :ro bind refuses.
+	in := filepath.Join(dir, "in")
+	os.WriteFile(in, []byte("copied in\n"), 0o644)
+	h.must("cp", in, id+":/data/g")
+	if got := h.must("run", "--rm", "--network", "none", "-v", "cpvol:/data", h.image, "cat", "/data/g"); got != "copied in\n" {
+		t.Errorf("cp into the stopped container's volume, read by another container: %q", got)
+	}
+	h.expect(1, []string{"cp", in, id + ":/bind/x"}, "mounted volume is marked read-only")
+	h.expect(1, []string{"cp", in, id + ":/bind/"}, "mounted volume is marked read-only")
+	if b, _ := os.ReadFile(filepath.Join(hostdir, "x")); string(b) != "host bind\n" {
+		t.Errorf("the :ro bind's file changed: %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(hostdir, "in")); err == nil {
+		t.Error("cp wrote into the :ro bind")
+	}
+
+	// A container never started: its mount points are made in the view.
+	fresh := strings.TrimSpace(h.must("create", "--network", "none", "-v", "cpvol:/srv/vol", h.image, "true"))
+	h.must("cp", fresh+":/srv/vol/g", filepath.Join(dir, "g"))
+	if b, err := os.ReadFile(filepath.Join(dir, "g")); err != nil || string(b) != "copied in\n" {
+		t.Errorf("cp out of a created container's volume: %q %v", b, err)
+	}
+	h.must("cp", in, fresh+":/srv/vol/h")
+	if got := h.must("run", "--rm", "--network", "none", "-v", "cpvol:/data", h.image, "cat", "/data/h"); got != "copied in\n" {
+		t.Errorf("cp into a created container's volume: %q", got)
+	}
+
+	// Export has the container's own files, not its volumes nor its binds.
+	ents := tarNames(t, []byte(h.must("export", id)))
+	if ents["rootfile"] != "in the rootfs\n" {
+		t.Errorf("export lacks /rootfile")
+	}
+	for _, n := range []string{"data/f", "data/g", "bind/x"} {
+		if _, ok := ents[n]; ok {
+			t.Errorf("export has the volume's %s", n)
+		}
+	}
+
+	// Nothing of the copies is mounted on the host.
+	mi, err := os.ReadFile("/proc/1/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{h.root, hostdir} {
+		if strings.Contains(string(mi), p) {
+			t.Errorf("/proc/1/mountinfo shows %s:\n%s", p, mi)
+		}
+	}
+}
+
 // TestCpCVE201815664 copies through container symlinks to "/" and "../../..": they must
 // resolve inside the container, never on the host.
 func TestCpCVE201815664(t *testing.T) {

@@ -348,8 +348,30 @@ func (m *Manager) ExtractToDir(ctx context.Context, nameOrID, dir string, r io.R
 			return fmt.Errorf("%s: %w", dir, err)
 		}
 		defer unix.Close(fd)
+		if err := checkWritable(root, fd); err != nil {
+			return err
+		}
 		return Extract(ctx, r, fd, o)
 	})
+}
+
+// checkWritable refuses an extraction into the directory fd when its mount is read-only,
+// with Docker's messages: a read-only volume or bind mount, or a read-only root.
+func checkWritable(root, fd int) error {
+	var sfs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &sfs); err != nil {
+		return err
+	}
+	if sfs.Flags&unix.ST_RDONLY == 0 {
+		return nil
+	}
+	var rst, dst unix.Statx_t
+	if unix.Statx(root, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &rst) == nil &&
+		unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID, &dst) == nil &&
+		rst.Mnt_id != dst.Mnt_id {
+		return errors.New("mounted volume is marked read-only")
+	}
+	return errors.New("container rootfs is marked read-only")
 }
 
 // Extract extracts the tar r below the directory destfd. Entries are created with *at

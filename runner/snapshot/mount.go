@@ -274,6 +274,21 @@ func Unmount(target string) error {
 // ending it. f must do its path-based work itself: other goroutines run on threads that do
 // not see the mount (descriptors opened by f work anywhere).
 func WithOverlay(lower []string, upper, work, target string, f func(root string) error) error {
+	return InPrivateMountNS(func() error {
+		if err := MountOverlay(lower, upper, work, target); err != nil {
+			return err
+		}
+		err := f(target)
+		unix.Unmount(target, unix.MNT_DETACH)
+		return err
+	})
+}
+
+// InPrivateMountNS calls f on a locked OS thread in a mount namespace of its own, with
+// private propagation: what f mounts is never seen on the host, and goes with the
+// namespace when the thread ends. f must unmount what it mounts all the same: a locked
+// goroutine that ends on the process's main thread parks that thread instead of ending it.
+func InPrivateMountNS(f func() error) error {
 	res := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -287,13 +302,7 @@ func WithOverlay(lower []string, upper, work, target string, f func(root string)
 			res <- fmt.Errorf("make / private: %w", err)
 			return
 		}
-		if err := MountOverlay(lower, upper, work, target); err != nil {
-			res <- err
-			return
-		}
-		err := f(target)
-		unix.Unmount(target, unix.MNT_DETACH)
-		res <- err
+		res <- f()
 	}()
 	return <-res
 }
