@@ -125,10 +125,8 @@ func dnatHostAddr(t *testing.T) string {
 		ip, _, _ := strings.Cut(f[3], "/")
 		return ip
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("the host has no global IPv4 address: the DNAT test of outside traffic needs one")
-	}
-	t.Skip("the host has no global IPv4 address")
+	// This package never skips (see need): the test of outside traffic needs an address.
+	t.Fatal("the host has no global IPv4 address: the DNAT test of outside traffic needs one")
 	return ""
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/runner/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -189,12 +190,7 @@ func TestWriteLayer(t *testing.T) {
 // TestWhiteouts needs root: overlayfs whiteouts are 0/0 character devices and opaque
 // directories carry a trusted.* xattr.
 func TestWhiteouts(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI runs this test as root")
-		}
-		t.Skip("needs root (mknod 0/0, trusted.* xattrs)")
-	}
+	testenv.NeedRoot(t, "mknod 0/0, trusted.* xattrs")
 	l := newLayers(t)
 	mkfile(t, filepath.Join(l.bottom, "tmp/y"), "y")
 	mkfile(t, filepath.Join(l.bottom, "data/a"), "a")

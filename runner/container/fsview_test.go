@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-registry/berth/runner/internal/testenv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 )
@@ -20,7 +21,7 @@ import (
 // right and that nothing is mounted on the host.
 func TestWithOverlay(t *testing.T) {
 	if os.Geteuid() != 0 {
-		skipOrFailInCI(t, "needs root (overlay mounts, whiteout devices)")
+		testenv.SkipOrFailInCI(t, "needs root (overlay mounts, whiteout devices)")
 	}
 	dir := t.TempDir()
 	r := Rootfs{Path: filepath.Join(dir, "rootfs"), Lower: []string{filepath.Join(dir, "l1"), filepath.Join(dir, "l0")},
@@ -100,7 +101,7 @@ func TestWithOverlay(t *testing.T) {
 // nothing for export, and nothing mounted on the host.
 func TestViewVolumes(t *testing.T) {
 	if os.Geteuid() != 0 {
-		skipOrFailInCI(t, "needs root (overlay and bind mounts)")
+		testenv.SkipOrFailInCI(t, "needs root (overlay and bind mounts)")
 	}
 	dir := t.TempDir()
 	r := Rootfs{Path: filepath.Join(dir, "rootfs"), Lower: []string{filepath.Join(dir, "l0")},

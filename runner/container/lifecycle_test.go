@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/runner/cgroups"
+	"github.com/berth-registry/berth/runner/internal/testenv"
 	"github.com/berth-registry/berth/runner/spec"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
@@ -564,7 +565,7 @@ func TestReconcile(t *testing.T) {
 	m := newTestManager(t)
 	cmd := exec.Command("true")
 	if err := cmd.Run(); err != nil {
-		skipOrFailInCI(t, "no true: %v", err)
+		testenv.SkipOrFailInCI(t, "no true: %v", err)
 	}
 	dead := cmd.Process.Pid
 	c := fakeContainer(t, m, "ghost1", State{Status: StatusRunning, Pid: dead, StartTime: 1, StartedAt: time.Now(), LastSignal: 15})

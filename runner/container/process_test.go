@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/runner/internal/testenv"
 )
 
 func TestParseStartTime(t *testing.T) {
@@ -30,7 +32,7 @@ func TestParseStartTime(t *testing.T) {
 func TestSignalPidChecksStartTime(t *testing.T) {
 	cmd := exec.Command("sleep", "30")
 	if err := cmd.Start(); err != nil {
-		skipOrFailInCI(t, "no sleep: %v", err)
+		testenv.SkipOrFailInCI(t, "no sleep: %v", err)
 	}
 	pid := cmd.Process.Pid
 	st, err := ProcessStartTime(pid)

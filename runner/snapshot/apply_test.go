@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/runner/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,7 +114,7 @@ func TestApplyXattrs(t *testing.T) {
 	probe := filepath.Join(dir, ".probe")
 	os.WriteFile(probe, nil, 0o644)
 	if err := unix.Setxattr(probe, "user.probe", []byte("1"), 0); err != nil {
-		skipOrFailInCI(t, "filesystem of %s has no user xattrs: %v", dir, err)
+		testenv.SkipOrFailInCI(t, "filesystem of %s has no user xattrs: %v", dir, err)
 	}
 	os.Remove(probe)
 	data := mkTar(t,

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-registry/berth/runner/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -394,7 +395,7 @@ func TestApplyNeutralised(t *testing.T) {
 // component at a time with openat(O_NOFOLLOW|O_DIRECTORY).
 func TestApplyWithoutOpenat2(t *testing.T) {
 	if noOpenat2.Load() {
-		skipOrFailInCI(t, "openat2 is unavailable here: every test already uses the fallback")
+		testenv.SkipOrFailInCI(t, "openat2 is unavailable here: every test already uses the fallback")
 	}
 	noOpenat2.Store(true)
 	defer noOpenat2.Store(false)
@@ -408,7 +409,7 @@ func TestApplyWithoutOpenat2(t *testing.T) {
 // O_PATH descriptor. trusted.* needs root; user.* is not allowed on symlinks.
 func TestApplyXattrOnSymlinkWithoutSetxattrat(t *testing.T) {
 	if os.Geteuid() != 0 {
-		skipOrFailInCI(t, "needs root for trusted.* xattrs (covered by e2e/snapshot_test.go)")
+		testenv.SkipOrFailInCI(t, "needs root for trusted.* xattrs (covered by e2e/snapshot_test.go)")
 	}
 	for _, fallback := range []bool{false, true} {
 		t.Run(fmt.Sprint("fallback=", fallback), func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/berth-registry/berth/runner/internal/testenv"
 	"golang.org/x/sys/unix"
 )
 
@@ -92,7 +93,7 @@ func TestWithReadOnlyOverlaySingleLayer(t *testing.T) {
 // target, the host never does, and the mount is gone when the call returns.
 func TestWithReadOnlyOverlayLayers(t *testing.T) {
 	if os.Geteuid() != 0 {
-		skipOrFailInCI(t, "needs root to mount an overlay")
+		testenv.SkipOrFailInCI(t, "needs root to mount an overlay")
 	}
 	top, bottom, target := t.TempDir(), t.TempDir(), t.TempDir()
 	for _, f := range []struct{ dir, name, data string }{

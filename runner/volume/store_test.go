@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/runner/container"
+	"github.com/berth-registry/berth/runner/internal/testenv"
 )
 
 func TestValidateName(t *testing.T) {
@@ -337,12 +338,7 @@ func TestCopyFromRoot(t *testing.T) {
 }
 
 func TestCopyUpOverlay(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("CI runs the unit tests as root: the overlay copy-up needs it")
-		}
-		t.Skip("needs root (a mount namespace and an overlay mount)")
-	}
+	testenv.NeedRoot(t, "a mount namespace and an overlay mount")
 	ctx := context.Background()
 	s, root := newStore(t)
 	top, bottom := t.TempDir(), t.TempDir()
