@@ -54,6 +54,21 @@ func (m *common) begin(res *Resources, create bool) (r Resources, unlock func(),
 	return r, m.mu.Unlock, nil
 }
 
+// noCFS handles a CFS quota or period the kernel cannot apply, as Docker does: --cpus is
+// an error, --cpu-quota and --cpu-period are dropped with a warning. The caller holds m.mu.
+func (m *common) noCFS(r *Resources, quota, period int64) error {
+	if r.NanoCPUs > 0 {
+		return errors.New("NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not mounted")
+	}
+	if period != 0 {
+		m.warn.add(WarnCPUPeriod)
+	}
+	if quota != 0 {
+		m.warn.add(WarnCPUQuota)
+	}
+	return nil
+}
+
 // mkdirs creates the cgroup's path below root one level at a time, calling
 // before(parent) ahead of each level and after(parent, dir) once it exists.
 // Directories it made are appended to *made, so a failed Create can remove

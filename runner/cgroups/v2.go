@@ -176,14 +176,9 @@ func (m *v2) set(r *Resources, update bool) error {
 			if err := writeFile(k, d, "cpu.max", cpuMax(d, quota, period)); err != nil {
 				return err
 			}
-		case r.NanoCPUs > 0:
-			return errors.New("NanoCPUs can not be set, as your kernel does not support CPU CFS scheduler or the cgroup is not mounted")
 		default:
-			if period != 0 {
-				m.warn.add(WarnCPUPeriod)
-			}
-			if quota != 0 {
-				m.warn.add(WarnCPUQuota)
+			if err := m.noCFS(r, quota, period); err != nil {
+				return err
 			}
 		}
 	}
